@@ -1,0 +1,3 @@
+from litert.cli import main
+
+main()

@@ -1,0 +1,266 @@
+"""The `litert` command. Thin: parses arguments, calls the modules, prints.
+
+Errors are printed here and only here: a LitertError becomes one line on stderr and
+exit status 1. Heavy modules are imported inside the commands that need them, so
+`litert --help` and `litert plugins list` answer in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from litert.errors import LitertError
+from litert.types import QUANTIZATION_RECIPES
+
+app = typer.Typer(
+    help="Convert Hugging Face LLM checkpoints into LiteRT-LM bundles (.litertlm) and run them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+plugins_app = typer.Typer(help="Inspect the installed model-family plugins.", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from litert import __version__
+
+        print(f"litert {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Convert Hugging Face LLM checkpoints into LiteRT-LM bundles (.litertlm) and run them."""
+
+
+def _parse_lengths(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(p) for p in text.replace(" ", "").split(",") if p)
+    except ValueError:
+        raise LitertError(
+            f"--prefill-lengths must be comma-separated integers, got {text!r}", "pass e.g. --prefill-lengths 8,64,128"
+        ) from None
+    return values
+
+
+@app.command()
+def convert(
+    source: Annotated[str, typer.Argument(help="A local Hugging Face checkpoint directory.")],
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="Where to write the bundle [default: ./NAME.litertlm].")
+    ] = None,
+    quantize: Annotated[
+        Optional[str],
+        typer.Option(help=f"Quantization recipe: {', '.join(QUANTIZATION_RECIPES)} [default: the family's, dynamic_int8]."),
+    ] = None,
+    prefill_lengths: Annotated[
+        Optional[str], typer.Option(help="Comma-separated prefill signature lengths [default: 8,64,128,256,512,1024].")
+    ] = None,
+    kv_cache_max_len: Annotated[
+        Optional[int], typer.Option(help="KV cache length, the whole context a bundle holds [default: 1280].")
+    ] = None,
+    family: Annotated[
+        Optional[str], typer.Option(help="Use this family's plugin when several (or none) claim the checkpoint.")
+    ] = None,
+    name: Annotated[Optional[str], typer.Option(help="Store the bundle under this name [default: from SOURCE].")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the converter's own output.")] = False,
+) -> None:
+    """Convert a checkpoint into a .litertlm bundle and store it under a name."""
+    from litert.console import human_size, human_time
+    from litert.convert import ConvertOptions
+    from litert.convert import convert as run_convert
+
+    if quantize is not None and quantize not in QUANTIZATION_RECIPES:
+        raise LitertError(f"unknown quantization recipe {quantize!r}", f"use one of: {', '.join(QUANTIZATION_RECIPES)}")
+    options = ConvertOptions(
+        output=output,
+        name=name,
+        family=family,
+        quantize=quantize,
+        prefill_lengths=_parse_lengths(prefill_lengths),
+        kv_cache_max_len=kv_cache_max_len,
+        verbose=verbose,
+    )
+    result = run_convert(source, options)
+    print(
+        f"Converted {source} -> {result.path} ({human_size(result.size)}, {result.size:,} bytes) "
+        f"in {human_time(result.seconds)}; run it with: litert run {result.name}"
+    )
+
+
+def _read_prompt(prompt: str | None) -> str | None:
+    if prompt is not None:
+        return prompt
+    if sys.stdin is None or sys.stdin.isatty():
+        return None
+    text = sys.stdin.read()
+    if not text.strip():
+        raise LitertError("the prompt on standard input is empty", 'pass a prompt, e.g. printf "Hello\\n" | litert run MODEL')
+    return text.strip("\n")
+
+
+def _stream(chat: object, text: str) -> None:
+    for chunk in chat.send(text):  # type: ignore[attr-defined]
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Argument(help="A .litertlm bundle path, or a name from the model store.")],
+    prompt: Annotated[
+        Optional[str], typer.Option("--prompt", "-p", help="Answer this prompt and exit (default: read stdin).")
+    ] = None,
+    system: Annotated[Optional[str], typer.Option(help="A system message for the conversation.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature; 0 is greedy.")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample from the K most likely tokens.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling probability mass.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Stop an answer after this many tokens.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed for sampling.")] = None,
+    show_reasoning: Annotated[bool, typer.Option(help="Keep empty reasoning blocks in the output.")] = False,
+) -> None:
+    """Chat with a bundle, or answer one prompt given with --prompt or on stdin."""
+    from litert import store
+    from litert.runtime import Chat, RunOptions, quiet_runtime_env
+
+    path = store.resolve_model(model)
+    text = _read_prompt(prompt)
+    quiet_runtime_env()
+    options = RunOptions(
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        seed=seed,
+        system=system,
+        show_reasoning=show_reasoning,
+    )
+    from litert.console import captured_native_output
+
+    log = store.home() / "logs" / "last-run.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with captured_native_output(log, fds=(2,)), Chat(path, options) as chat:
+        if text is not None:
+            _stream(chat, text)
+            return
+        _interactive(chat, model)
+
+
+def _interactive(chat: object, model: str) -> None:
+    from litert.console import _private_stderr
+
+    err = _private_stderr()
+    print(f"Chatting with {model}. Type /exit or press Ctrl-D to leave.", file=err, flush=True)
+    while True:
+        try:
+            err.write(">>> ")
+            err.flush()
+            line = sys.stdin.readline()
+        except KeyboardInterrupt:
+            print(file=err)
+            return
+        if not line:
+            print(file=err)
+            return
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/exit", "/quit", "/bye"):
+            return
+        try:
+            _stream(chat, line)
+        except KeyboardInterrupt:
+            print("\n[interrupted]", file=err, flush=True)
+
+
+@app.command()
+def demo(
+    family: Annotated[Optional[str], typer.Option(help="Only this family's tiny model.")] = None,
+) -> None:
+    """Convert and run the tiny model each installed family plugin ships."""
+    from litert import store
+    from litert.console import captured_native_output, human_time
+    from litert.convert import ConvertOptions
+    from litert.convert import convert as run_convert
+    from litert.plugins import get_plugins
+    from litert.runtime import Chat, RunOptions, quiet_runtime_env
+
+    plugins = get_plugins()
+    shipped = [r for r in plugins.loaded() if r.manifest and r.manifest.tiny_checkpoint]
+    if family is not None:
+        shipped = [r for r in shipped if family in r.families or r.name == family]
+    if not shipped:
+        raise LitertError(
+            "no installed plugin ships a tiny model" + (f" for family {family!r}" if family else ""),
+            "install a family plugin, e.g. `pip install litert-qwen3`",
+        )
+    quiet_runtime_env()
+    for rec in shipped:
+        manifest = rec.manifest
+        assert manifest is not None and manifest.tiny_checkpoint is not None
+        print(f"== {rec.name} ({rec.distribution} {rec.version}): {manifest.tiny_checkpoint.name}", flush=True)
+        out = store.home() / "demo" / f"{manifest.tiny_checkpoint.name}.litertlm"
+        result = run_convert(
+            str(manifest.tiny_checkpoint),
+            ConvertOptions(output=out, family=rec.families[0] if rec.families else None, prefill_lengths=(8, 64), kv_cache_max_len=256),
+        )
+        print(f"> {manifest.demo_prompt}", flush=True)
+        log = store.home() / "logs" / "last-run.log"
+        with captured_native_output(log, fds=(2,)), Chat(result.path, RunOptions(temperature=0.0)) as chat:
+            _stream(chat, manifest.demo_prompt)
+        print(f"(converted in {human_time(result.seconds)}; chat with it: litert run {result.name})", flush=True)
+
+
+@plugins_app.command("list")
+def plugins_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List installed family plugins: name, version, entry point, status, families."""
+    from litert.plugins import get_plugins
+
+    records = get_plugins().records
+    if as_json:
+        print(json.dumps([r.as_json() for r in records], indent=2))
+        return
+    if not records:
+        print("No litert plugins installed. Install one, e.g.: pip install litert-qwen3")
+        return
+    rows = [("NAME", "VERSION", "DISTRIBUTION", "STATUS", "FAMILIES", "ENTRY POINT")]
+    for r in records:
+        rows.append((r.name, r.version, r.distribution, r.status, ",".join(r.families) or "-", r.entry_point))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for r in records:
+        if r.error:
+            print(f"{r.name}: {r.error}")
+
+
+def main() -> None:
+    """Entry point of the `litert` console script; the one place errors are printed."""
+    try:
+        app()
+    except LitertError as exc:
+        sys.stdout.flush()
+        hint = f" — {exc.hint}" if exc.hint else ""
+        print(f"error: {exc.message}{hint}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,98 @@
+"""Stage-by-stage progress on stderr, and native library chatter kept out of sight.
+
+litert-torch, TensorFlow and LiteRT-LM write logs straight to file descriptors 1 and 2
+from C++; `captured_native_output` points those descriptors at a log file while the
+heavy work runs, so the user sees our stages, and the log is there when it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TextIO
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def human_time(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s"
+
+
+class Progress:
+    """Prints `[i/n] stage ... done (t)` lines, to a stream that survives fd redirection."""
+
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.index = 0
+        self.start = time.monotonic()
+        self.stream = stream or _private_stderr()
+
+    def say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    @contextlib.contextmanager
+    def stage(self, title: str) -> Iterator[None]:
+        self.index += 1
+        t0 = time.monotonic()
+        print(f"[{self.index}/{self.total}] {title} ...", end="", file=self.stream, flush=True)
+        try:
+            yield
+        except BaseException:
+            print(" failed", file=self.stream, flush=True)
+            raise
+        print(f" done ({human_time(time.monotonic() - t0)})", file=self.stream, flush=True)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+_PRIVATE: TextIO | None = None
+
+
+def _private_stderr() -> TextIO:
+    """A duplicate of the original stderr, unaffected when fd 2 is pointed elsewhere."""
+    global _PRIVATE
+    if _PRIVATE is None:
+        try:
+            _PRIVATE = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+        except (OSError, AttributeError, ValueError):
+            _PRIVATE = sys.stderr
+    return _PRIVATE
+
+
+@contextlib.contextmanager
+def captured_native_output(
+    log_path: Path, enabled: bool = True, fds: tuple[int, ...] = (1, 2)
+) -> Iterator[IO[str] | None]:
+    """Send `fds` (C++ logs, Python warnings, progress bars) to `log_path` meanwhile."""
+    if not enabled:
+        yield None
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in fds}
+    with open(log_path, "a", encoding="utf-8", errors="replace") as log:
+        try:
+            for fd in fds:
+                os.dup2(log.fileno(), fd)
+            yield log
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)

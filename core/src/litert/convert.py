@@ -1,0 +1,211 @@
+"""The conversion pipeline: source -> checkpoint -> claim -> plan -> model -> .tflite -> bundle -> store.
+
+Each step is one function. The core owns every step except claim, plan and build,
+which it delegates to the one plugin that claimed the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import litert
+from litert import checkpoint as checkpoint_lib
+from litert import store, templates, tokenizer, weights
+from litert.console import Progress, captured_native_output
+from litert.errors import LitertError
+from litert.plugins import PluginSet, get_plugins
+from litert.types import Checkpoint, Claim, ExportSettings, PromptFormat, SamplerDefaults, TokenizerAssets
+
+
+@dataclasses.dataclass
+class ConvertOptions:
+    """What the user asked for on the command line; None means the family's default."""
+
+    output: Path | None = None
+    name: str | None = None
+    family: str | None = None
+    quantize: str | None = None
+    prefill_lengths: tuple[int, ...] | None = None
+    kv_cache_max_len: int | None = None
+    verbose: bool = False
+
+
+@dataclasses.dataclass
+class ConversionPlan:
+    """Everything decided before the heavy work starts."""
+
+    plugin: str
+    claim: Claim
+    settings: ExportSettings
+    tokenizer: TokenizerAssets
+    prompt: PromptFormat
+    sampler: SamplerDefaults
+    stop_token_ids: list[int]
+    start_token_id: int | None
+    chat_template: str | None
+
+
+@dataclasses.dataclass
+class ConversionResult:
+    name: str
+    path: Path
+    size: int
+    seconds: float
+    plan: ConversionPlan
+
+
+def _typed(value: Any, cls: type, plugin: str, hook: str) -> Any:
+    if not isinstance(value, cls):
+        raise LitertError(
+            f"plugin {plugin!r} answered `{hook}` with {type(value).__name__}, expected {cls.__name__}",
+            "a plugin bug: report it to the plugin's maintainers",
+        )
+    return value
+
+
+def plan_conversion(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOptions) -> ConversionPlan:
+    """Claim the checkpoint and ask the claiming plugin for its settings and formats."""
+    plugin, claim = plugins.claim(ckpt, options.family)
+    settings = _typed(plugins.call(plugin, "export_config", claim=claim), ExportSettings, plugin, "export_config")
+    overrides: dict[str, Any] = {}
+    if options.quantize is not None:
+        overrides["quantize"] = options.quantize
+    if options.prefill_lengths is not None:
+        overrides["prefill_lengths"] = tuple(sorted(set(options.prefill_lengths)))
+    if options.kv_cache_max_len is not None:
+        overrides["kv_cache_max_len"] = options.kv_cache_max_len
+    settings = dataclasses.replace(settings, **overrides)
+    settings.validate()
+    assets = _typed(plugins.call(plugin, "tokenizer_assets", claim=claim), TokenizerAssets, plugin, "tokenizer_assets")
+    prompt = _typed(plugins.call(plugin, "prompt_format", claim=claim), PromptFormat, plugin, "prompt_format")
+    sampler = _typed(plugins.call(plugin, "sampler_defaults", claim=claim), SamplerDefaults, plugin, "sampler_defaults")
+    sampler.validate()
+    stop_ids = tokenizer.token_ids(assets, prompt.stop_tokens)
+    start_id = tokenizer.token_ids(assets, (prompt.start_token,))[0] if prompt.start_token else None
+    chat_template = templates.adapt_chat_template(prompt.chat_template) if prompt.chat_template else None
+    return ConversionPlan(
+        plugin=plugin,
+        claim=claim,
+        settings=settings,
+        tokenizer=assets,
+        prompt=prompt,
+        sampler=sampler,
+        stop_token_ids=stop_ids,
+        start_token_id=start_id,
+        chat_template=chat_template,
+    )
+
+
+def bundle_summary(plugins: PluginSet, plan: ConversionPlan, name: str) -> dict[str, Any]:
+    """What we store inside the bundle about its making."""
+    rec = plugins.record(plan.plugin)
+    ckpt = plan.claim.checkpoint
+    return {
+        "format": 1,
+        "name": name,
+        "source": ckpt.source,
+        "architecture": plan.claim.architecture,
+        "family": plan.claim.family,
+        "plugin": {"name": rec.name, "distribution": rec.distribution, "version": rec.version},
+        "litert_version": litert.__version__,
+        "settings": dataclasses.asdict(plan.settings),
+        "sampler": dataclasses.asdict(plan.sampler),
+        "reasoning_tags": list(plan.prompt.reasoning_tags) if plan.prompt.reasoning_tags else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def failure_log(workdir: Path) -> Path | None:
+    """Keep the captured native log of a failed conversion where the user can read it."""
+    log = workdir / "convert.log"
+    if not log.is_file():
+        return None
+    dest = store.home() / "logs" / "last-convert.log"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(log, dest)
+    return dest
+
+
+def convert(source: str, options: ConvertOptions, progress: Progress | None = None) -> ConversionResult:
+    """Convert SOURCE into a bundle, store it under a name, and return what was done."""
+    progress = progress or Progress(total=6)
+    plugins = get_plugins()
+    with progress.stage(f"Reading {source}"):
+        ckpt = checkpoint_lib.resolve_source(source)
+        weights.check_weights(ckpt)
+    with progress.stage("Planning"):
+        plan = plan_conversion(plugins, ckpt, options)
+    rec = plugins.record(plan.plugin)
+    s = plan.settings
+    progress.say(
+        f"      {plan.claim.family} via {rec.distribution} {rec.version} · {s.quantize} · "
+        f"prefill {','.join(map(str, s.prefill_lengths))} · KV cache {s.kv_cache_max_len}"
+    )
+    name = options.name or checkpoint_lib.default_name(source, ckpt)
+    output = options.output or Path.cwd() / f"{name.split('/')[-1]}.litertlm"
+    if output.suffix != ".litertlm":
+        raise LitertError(f"output {output} does not end in .litertlm", "pass -o NAME.litertlm")
+    if output.is_dir():
+        raise LitertError(f"output {output} is a directory", "pass -o PATH/NAME.litertlm")
+
+    workdir = Path(tempfile.mkdtemp(prefix="litert-convert-"))
+    try:
+        with captured_native_output(workdir / "convert.log", enabled=not options.verbose):
+            stage = "building the model"
+            try:
+                with progress.stage("Building the model"):
+                    module = plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=plan.settings)
+                stage = "exporting and quantizing"
+                with progress.stage(f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures ({s.quantize})"):
+                    from litert.lowering import export_tflite
+
+                    tflite = export_tflite(module, plan.settings, workdir)
+                    del module
+                stage = "writing the bundle"
+                with progress.stage(f"Writing {output}"):
+                    from litert.bundle import BundleContents, write_bundle
+
+                    contents = BundleContents(
+                        tflite=tflite,
+                        tokenizer=plan.tokenizer,
+                        prompt=plan.prompt,
+                        stop_token_ids=plan.stop_token_ids,
+                        start_token_id=plan.start_token_id,
+                        sampler=plan.sampler,
+                        settings=plan.settings,
+                        chat_template=plan.chat_template,
+                        summary=bundle_summary(plugins, plan, name),
+                    )
+                    size = write_bundle(output, contents, workdir)
+            except LitertError:
+                raise
+            except KeyError as exc:
+                raise LitertError(
+                    f"{stage} failed: the checkpoint has no tensor {exc}",
+                    "the weights do not match config.json; re-download the checkpoint",
+                ) from exc
+            except Exception as exc:
+                log = failure_log(workdir)
+                raise LitertError(
+                    f"{stage} failed: {type(exc).__name__}: {exc}",
+                    f"the full log is in {log}" if log else "run again with --verbose to see the converter's output",
+                ) from exc
+        with progress.stage(f"Storing as {name!r}"):
+            store.record(
+                name,
+                output,
+                {
+                    "source": source,
+                    "family": plan.claim.family,
+                    "quantize": s.quantize,
+                    "size": size,
+                },
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return ConversionResult(name=name, path=output, size=size, seconds=progress.elapsed, plan=plan)

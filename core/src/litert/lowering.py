@@ -1,0 +1,44 @@
+"""The torch module -> a multi-signature .tflite file, through litert-torch.
+
+One prefill signature per prefill length plus one decode signature, sharing an
+external KV cache, quantized with the chosen recipe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from litert.errors import LitertError
+from litert.types import ExportSettings
+
+
+def export_tflite(module: Any, settings: ExportSettings, workdir: Path) -> Path:
+    """Export `module` (a litert-torch generative model) into `workdir`; return the .tflite path."""
+    import torch
+    from litert_torch.generative.layers import kv_cache as kv_utils
+    from litert_torch.generative.utilities import converter
+    from litert_torch.generative.utilities import export_config as export_config_lib
+
+    config = getattr(module, "config", None)
+    if config is None:
+        raise LitertError(
+            "the plugin's build_model returned a module without a `config` (litert-torch ModelConfig)",
+            "the family plugin must build its model from litert-torch's generative layers",
+        )
+    export_config = export_config_lib.ExportConfig(
+        mask_as_input=settings.mask_as_input,
+        kvcache_layout=kv_utils.KV_LAYOUT_TRANSPOSED if settings.transpose_kv_cache else kv_utils.KV_LAYOUT_DEFAULT,
+    )
+    with torch.inference_mode(False):
+        path = converter.convert_to_tflite(
+            module,
+            output_path=str(workdir),
+            output_name_prefix="model",
+            prefill_seq_len=list(settings.prefill_lengths),
+            kv_cache_max_len=settings.kv_cache_max_len,
+            quantize=settings.quantize,
+            config=config,
+            export_config=export_config,
+        )
+    return Path(path)

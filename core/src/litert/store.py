@@ -1,0 +1,97 @@
+"""The local model store: which bundles were converted, under which names.
+
+Lives under LITERT_HOME (default: $XDG_CACHE_HOME/litert, else ~/.cache/litert). The
+index `models.json` maps a name (a local checkpoint's directory name, or a Hub id) to
+the bundle's path and what it was made from; it is rewritten atomically, so a crash
+never leaves it half-written. Bundles themselves live wherever they were written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from litert.errors import LitertError
+
+INDEX = "models.json"
+
+
+def home() -> Path:
+    """The litert data directory."""
+    env = os.environ.get("LITERT_HOME")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME")
+    return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "litert"
+
+
+def runtime_cache_dir() -> Path:
+    """Where the LiteRT-LM runtime keeps compiled artifacts (so nothing lands beside bundles)."""
+    path = home() / "runtime-cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _index_path() -> Path:
+    return home() / INDEX
+
+
+def load_index() -> dict[str, dict[str, Any]]:
+    path = _index_path()
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LitertError(f"the model store index {path} is damaged: {exc}", f"delete {path} and convert again") from exc
+    return data.get("models", {}) if isinstance(data, dict) else {}
+
+
+def _save_index(models: dict[str, dict[str, Any]]) -> None:
+    path = _index_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{INDEX}.{os.getpid()}.partial")
+    tmp.write_text(json.dumps({"version": 1, "models": models}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def record(name: str, bundle: Path, info: dict[str, Any]) -> None:
+    """Remember that `name` now refers to `bundle`."""
+    models = load_index()
+    models[name] = {**info, "path": str(bundle.resolve()), "stored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    _save_index(models)
+
+
+def lookup(name: str) -> Path | None:
+    """The bundle stored under `name`, or None."""
+    entry = load_index().get(name)
+    return Path(entry["path"]) if entry else None
+
+
+def resolve_model(model: str) -> Path:
+    """MODEL as given to `litert run`: a bundle path, or a name in the store."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise LitertError(
+            f"{model} is a directory, not a bundle",
+            f"convert it first with `litert convert {model}`, then run the name it prints",
+        )
+    stored = lookup(model)
+    if stored is not None:
+        if not stored.is_file():
+            raise LitertError(
+                f"the bundle stored as {model!r} is gone from {stored}",
+                f"convert it again with `litert convert SOURCE --name {model}`",
+            )
+        return stored
+    names = sorted(load_index())
+    known = f"stored models: {', '.join(names)}" if names else "the model store is empty"
+    raise LitertError(
+        f"no bundle file or stored model named {model!r} ({known})",
+        f"convert it first: `litert convert {model}`",
+    )

@@ -1,0 +1,216 @@
+"""Dataclasses that flow between the core and family plugins.
+
+Hooks return these rather than dicts so that fields can be added later without
+breaking plugins: a new field always comes with a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+# Every recipe litert-torch's generative API offers, in the order the CLI lists them.
+QUANTIZATION_RECIPES: tuple[str, ...] = (
+    "none",
+    "dynamic_int8",
+    "weight_only_int8",
+    "fp16",
+    "dynamic_int4_block32",
+    "dynamic_int4_block128",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """A local Hugging Face checkpoint directory, with its config.json already parsed.
+
+    Plugins only ever see local checkpoints: the core has downloaded or located the
+    files before any hook is called.
+    """
+
+    path: Path
+    """The checkpoint directory."""
+    config: Mapping[str, Any]
+    """The parsed config.json."""
+    source: str = ""
+    """What the user typed (a path or a Hub id); used for names and messages."""
+
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        """The `architectures` list of config.json, e.g. ("Qwen3ForCausalLM",)."""
+        archs = self.config.get("architectures") or ()
+        return tuple(str(a) for a in archs)
+
+    @property
+    def model_type(self) -> str | None:
+        """The `model_type` of config.json, e.g. "qwen3"."""
+        value = self.config.get("model_type")
+        return str(value) if value is not None else None
+
+    def file(self, name: str) -> Path | None:
+        """The path of a file in the checkpoint, or None when it is absent."""
+        path = self.path / name
+        return path if path.is_file() else None
+
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        """A JSON file of the checkpoint (generation_config.json, ...), or None if absent.
+
+        Raises LitertError when the file exists but is not valid JSON.
+        """
+        path = self.file(name)
+        if path is None:
+            return None
+        from litert.errors import LitertError
+
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise LitertError(
+                f"{path} is not valid JSON: {exc}", "re-download or repair the checkpoint"
+            ) from exc
+        if not isinstance(value, dict):
+            raise LitertError(f"{path} does not hold a JSON object", "re-download or repair the checkpoint")
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A plugin's statement that it converts a checkpoint.
+
+    Returned by `resolve_checkpoint`; the core passes it back to every other hook of
+    the same plugin, so a plugin may stash what it parsed in `details`.
+    """
+
+    family: str
+    """The family name, e.g. "qwen3"; shown to users and stored in the bundle."""
+    checkpoint: Checkpoint
+    """The checkpoint being claimed."""
+    architecture: str = ""
+    """The architecture that matched, e.g. "Qwen3ForCausalLM"."""
+    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Anything the plugin wants to carry from the claim to its other hooks."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSettings:
+    """How the model is exported. Defaults are the settings that matched Google's
+    published Qwen3-0.6B bundle in answer quality and size."""
+
+    prefill_lengths: tuple[int, ...] = (8, 64, 128, 256, 512, 1024)
+    """One prefill signature is exported per length; the runtime picks the smallest that fits."""
+    kv_cache_max_len: int = 1280
+    """KV cache size: the whole context (prompt and answer) the bundle can hold."""
+    quantize: str = "dynamic_int8"
+    """One of QUANTIZATION_RECIPES."""
+    mask_as_input: bool = True
+    """Pass the attention mask as an input (what the LiteRT-LM runtime expects)."""
+    transpose_kv_cache: bool = True
+    """Use the transposed KV-cache layout (faster on CPU with the LiteRT-LM runtime)."""
+
+    def validate(self) -> None:
+        """Raise LitertError when the settings cannot be exported."""
+        from litert.errors import LitertError
+
+        if self.quantize not in QUANTIZATION_RECIPES:
+            raise LitertError(
+                f"unknown quantization recipe {self.quantize!r}",
+                f"use one of: {', '.join(QUANTIZATION_RECIPES)}",
+            )
+        if not self.prefill_lengths:
+            raise LitertError("no prefill lengths given", "pass e.g. --prefill-lengths 8,64,128")
+        if any(n <= 0 for n in self.prefill_lengths):
+            raise LitertError("prefill lengths must be positive", "pass e.g. --prefill-lengths 8,64,128")
+        if self.kv_cache_max_len <= 0:
+            raise LitertError("the KV cache length must be positive", "pass e.g. --kv-cache-max-len 1280")
+        too_long = [n for n in self.prefill_lengths if n >= self.kv_cache_max_len]
+        if too_long:
+            raise LitertError(
+                f"prefill length {max(too_long)} does not fit a KV cache of {self.kv_cache_max_len}",
+                "make every prefill length smaller than --kv-cache-max-len",
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerAssets:
+    """The tokenizer file the bundle carries."""
+
+    kind: Literal["hf_tokenizer_json", "sentencepiece"]
+    """"hf_tokenizer_json" for a Hugging Face tokenizer.json, "sentencepiece" for tokenizer.model."""
+    path: Path
+    """The file itself, inside the checkpoint directory."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptFormat:
+    """How a conversation is turned into tokens and when generation stops."""
+
+    user_prefix: str
+    """Written before each user turn, e.g. "<|im_start|>user\\n"."""
+    user_suffix: str
+    """Written after each user turn, e.g. "<|im_end|>\\n"."""
+    model_prefix: str
+    """Written before each model turn; the generation prompt, e.g. "<|im_start|>assistant\\n"."""
+    model_suffix: str
+    """Written after each model turn, e.g. "<|im_end|>\\n"."""
+    stop_tokens: tuple[str, ...]
+    """Token strings that end generation; each must be a single token of the tokenizer."""
+    system_prefix: str = ""
+    """Written before a system message (empty when the family has no system turn)."""
+    system_suffix: str = ""
+    """Written after a system message."""
+    start_token: str | None = None
+    """The BOS token written at the start of the context, only when the model expects one."""
+    chat_template: str | None = None
+    """The model's own Jinja chat template (as in tokenizer_config.json). The core adapts it
+    to the LiteRT-LM runtime's renderer before storing it."""
+    runtime_model_type: str = "generic"
+    """The LiteRT-LM model type: "generic", "qwen3", "qwen2p5", "gemma3" or "gemma3n"."""
+    reasoning_tags: tuple[str, str] | None = None
+    """Tags around the model's reasoning, e.g. ("<think>", "</think>"); `litert run` hides
+    an empty reasoning block."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerDefaults:
+    """Sampling parameters stored in the bundle; `litert run` options override them."""
+
+    temperature: float
+    top_p: float
+    top_k: int
+    max_tokens: int | None = None
+    """Default cap on answer tokens; None means until a stop token or a full context."""
+
+    def validate(self) -> None:
+        """Raise LitertError on values the runtime cannot use."""
+        from litert.errors import LitertError
+
+        if self.temperature < 0:
+            raise LitertError(f"temperature must be >= 0, got {self.temperature}", "pass e.g. --temperature 0.6")
+        if not 0 < self.top_p <= 1:
+            raise LitertError(f"top_p must be in (0, 1], got {self.top_p}", "pass e.g. --top-p 0.95")
+        if self.top_k < 1:
+            raise LitertError(f"top_k must be >= 1, got {self.top_k}", "pass e.g. --top-k 20")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise LitertError(f"max tokens must be >= 1, got {self.max_tokens}", "pass e.g. --max-tokens 256")
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginManifest:
+    """What a plugin module declares about itself as `LITERT_PLUGIN = PluginManifest(...)`.
+
+    Read without calling any hook, so `litert plugins list` can describe a plugin cheaply.
+    """
+
+    families: tuple[str, ...]
+    """The families the plugin converts, e.g. ("qwen3",)."""
+    architectures: tuple[str, ...] = ()
+    """The config.json architectures it claims, e.g. ("Qwen3ForCausalLM",)."""
+    api_version: int = 1
+    """The plugin API version the plugin was written against (litert.PLUGIN_API_VERSION)."""
+    tiny_checkpoint: Path | None = None
+    """A tiny checkpoint directory shipped with the plugin; `litert demo` converts and runs it."""
+    demo_prompt: str = "What is the capital of France?"
+    """The prompt `litert demo` sends to the tiny model."""

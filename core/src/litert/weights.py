@@ -1,0 +1,132 @@
+"""Reading a checkpoint's safetensors weights: which files, are they whole, load them.
+
+Public for plugins: `load_state_dict(checkpoint)` is the loader a family plugin hands
+to litert-torch. Only safetensors are read; pickle weights are never unpickled here.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from litert.errors import LitertError
+from litert.types import Checkpoint
+
+if TYPE_CHECKING:
+    import torch
+
+INDEX_FILE = "model.safetensors.index.json"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def safetensors_files(checkpoint: Checkpoint) -> list[Path]:
+    """The safetensors files holding the model, from the shard index when there is one.
+
+    With an index, only the files it names are read (a directory may also hold e.g. a
+    consolidated copy that would double every tensor).
+    """
+    root = checkpoint.path
+    index_path = root / INDEX_FILE
+    if index_path.is_file():
+        index = checkpoint.read_json(INDEX_FILE) or {}
+        weight_map = index.get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise LitertError(f"{index_path} has no weight_map", "re-download the checkpoint")
+        names = sorted(set(weight_map.values()))
+        files = []
+        for name in names:
+            path = (root / name).resolve()
+            if root.resolve() not in path.parents:
+                raise LitertError(f"{index_path} names a file outside the checkpoint: {name!r}", "do not use this checkpoint")
+            if not path.is_file():
+                raise LitertError(
+                    f"shard {name} listed in {INDEX_FILE} is missing from {checkpoint.source or root}",
+                    "re-download the checkpoint (all shards)",
+                )
+            files.append(path)
+        return files
+    files = sorted(root.glob("*.safetensors"))
+    if files:
+        return files
+    pickles = sorted(p.name for p in root.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    if pickles:
+        raise LitertError(
+            f"{checkpoint.source or root} has only pickle weights ({', '.join(pickles[:3])}); "
+            "litert reads safetensors only, since unpickling can run arbitrary code",
+            "convert the weights to safetensors with a tool you trust, or use a repository that ships *.safetensors",
+        )
+    raise LitertError(
+        f"{checkpoint.source or root} has no weights (*.safetensors)",
+        "pass a complete checkpoint directory",
+    )
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """Parse a safetensors header and check that the file holds every byte it announces."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise ValueError("file shorter than its 8-byte header length")
+            (n,) = struct.unpack("<Q", raw)
+            if n > min(size - 8, 100 * 1024 * 1024):
+                raise ValueError(f"header length {n} exceeds the file")
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise LitertError(f"{path.name} is not a readable safetensors file: {exc}", "re-download the checkpoint") from exc
+    if not isinstance(header, dict):
+        raise LitertError(f"{path.name} has a malformed safetensors header", "re-download the checkpoint")
+    end = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            end = max(end, int(info["data_offsets"][1]))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise LitertError(f"{path.name} has a malformed entry for {key!r}", "re-download the checkpoint") from exc
+    if 8 + n + end > size:
+        raise LitertError(
+            f"{path.name} is truncated: it announces {8 + n + end:,} bytes but has {size:,}",
+            "the download was interrupted; re-download the checkpoint",
+        )
+    return header
+
+
+def check_weights(checkpoint: Checkpoint) -> dict[str, Path]:
+    """Validate every weights file cheaply (headers only) and map tensor names to files."""
+    where: dict[str, Path] = {}
+    for path in safetensors_files(checkpoint):
+        for key in read_header(path):
+            if key == "__metadata__":
+                continue
+            if key in where:
+                raise LitertError(
+                    f"tensor {key} appears in both {where[key].name} and {path.name}",
+                    "remove the stray file from the checkpoint directory",
+                )
+            where[key] = path
+    return where
+
+
+def load_state_dict(checkpoint: Checkpoint, dtype: str = "float32") -> dict[str, torch.Tensor]:
+    """Load every tensor of the checkpoint, floating-point ones converted to `dtype`."""
+    import torch
+    from safetensors import safe_open
+
+    target = getattr(torch, dtype)
+    state: dict[str, torch.Tensor] = {}
+    for path in safetensors_files(checkpoint):
+        read_header(path)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    tensor = f.get_tensor(key)
+                    state[key] = tensor.to(target) if tensor.is_floating_point() else tensor
+        except LitertError:
+            raise
+        except Exception as exc:  # safetensors raises its own error types
+            raise LitertError(f"cannot read {path.name}: {exc}", "re-download the checkpoint") from exc
+    return state

@@ -1,0 +1,108 @@
+"""litert-qwen3: the Qwen3 family plugin for litert.
+
+Import-light on purpose: hooks that need torch import it inside (see model.py), so
+`litert --help` and `litert plugins list` stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litert import (
+    Checkpoint,
+    Claim,
+    ExportSettings,
+    PluginManifest,
+    PromptFormat,
+    SamplerDefaults,
+    TokenizerAssets,
+    hookimpl,
+)
+from litert import hf
+
+__version__ = "0.1.0"
+
+ARCHITECTURE = "Qwen3ForCausalLM"
+FAMILY = "qwen3"
+TINY_CHECKPOINT = Path(__file__).parent / "tiny" / "Qwen3-tiny"
+
+LITERT_PLUGIN = PluginManifest(
+    families=(FAMILY,),
+    architectures=(ARCHITECTURE,),
+    api_version=1,
+    tiny_checkpoint=TINY_CHECKPOINT,
+)
+
+# Qwen3's recommended sampling for chat (temperature 1.0 makes small models loop).
+QWEN3_SAMPLER = SamplerDefaults(temperature=0.6, top_p=0.95, top_k=20)
+STOP_CANDIDATES = ("<|im_end|>", "<|endoftext|>")
+
+
+@hookimpl
+def resolve_checkpoint(checkpoint: Checkpoint) -> Claim | None:
+    if ARCHITECTURE not in checkpoint.architectures:
+        return None
+    return Claim(family=FAMILY, checkpoint=checkpoint, architecture=ARCHITECTURE)
+
+
+@hookimpl
+def export_config(claim: Claim) -> ExportSettings:
+    return ExportSettings(
+        prefill_lengths=(8, 64, 128, 256, 512, 1024),
+        kv_cache_max_len=1280,
+        quantize="dynamic_int8",
+        mask_as_input=True,
+        transpose_kv_cache=True,
+    )
+
+
+@hookimpl
+def build_model(claim: Claim, settings: ExportSettings):
+    from litert_qwen3.model import build
+
+    return build(claim.checkpoint, settings)
+
+
+@hookimpl
+def tokenizer_assets(claim: Claim) -> TokenizerAssets:
+    return TokenizerAssets(kind="hf_tokenizer_json", path=claim.checkpoint.path / "tokenizer.json")
+
+
+def stop_tokens(checkpoint: Checkpoint) -> tuple[str, ...]:
+    """<|im_end|> and <|endoftext|>, plus any other EOS the checkpoint declares."""
+    added = hf.added_tokens(checkpoint)
+    by_id = {i: t for t, i in added.items()}
+    stops = [t for t in STOP_CANDIDATES if t in added]
+    eos = hf.tokenizer_config(checkpoint).get("eos_token")
+    if isinstance(eos, dict):
+        eos = eos.get("content")
+    extra = [eos] if isinstance(eos, str) else []
+    extra += [by_id[i] for i in hf.eos_token_ids(checkpoint) if i in by_id]
+    for t in extra:
+        if t not in stops:
+            stops.append(t)
+    return tuple(stops) or ("<|im_end|>",)
+
+
+@hookimpl
+def prompt_format(claim: Claim) -> PromptFormat:
+    ckpt = claim.checkpoint
+    added = hf.added_tokens(ckpt)
+    return PromptFormat(
+        user_prefix="<|im_start|>user\n",
+        user_suffix="<|im_end|>\n",
+        model_prefix="<|im_start|>assistant\n",
+        model_suffix="<|im_end|>\n",
+        system_prefix="<|im_start|>system\n",
+        system_suffix="<|im_end|>\n",
+        stop_tokens=stop_tokens(ckpt),
+        start_token=None,
+        chat_template=hf.chat_template(ckpt),
+        runtime_model_type="qwen3",
+        reasoning_tags=("<think>", "</think>") if "<think>" in added else None,
+    )
+
+
+@hookimpl
+def sampler_defaults(claim: Claim) -> SamplerDefaults:
+    return hf.generation_sampler(claim.checkpoint, QWEN3_SAMPLER)
