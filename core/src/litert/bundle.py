@@ -102,9 +102,7 @@ def write_bundle(path: Path, contents: BundleContents, workdir: Path) -> int:
     meta_path = workdir / "llm_metadata.pb"
     meta_path.write_bytes(llm_metadata(contents).SerializeToString())
     builder = builder_lib.LitertLmFileBuilder()
-    builder.add_system_metadata(
-        builder_lib.Metadata(key="Authors", value="litert", dtype=builder_lib.DType.STRING)
-    )
+    builder.add_system_metadata(builder_lib.Metadata(key="Authors", value="litert", dtype=builder_lib.DType.STRING))
     builder.add_system_metadata(
         builder_lib.Metadata(
             key=SUMMARY_KEY, value=json.dumps(contents.summary, sort_keys=True), dtype=builder_lib.DType.STRING
@@ -168,7 +166,9 @@ class BundleInfo:
         sp = self.llm.sampler_params
         max_tokens = self.summary.get("sampler", {}).get("max_tokens")
         return SamplerDefaults(
-            temperature=round(float(sp.temperature), 6), top_p=round(float(sp.p), 6), top_k=int(sp.k) or 1,
+            temperature=round(float(sp.temperature), 6),
+            top_p=round(float(sp.p), 6),
+            top_k=int(sp.k) or 1,
             max_tokens=max_tokens,
         )
 

@@ -65,7 +65,9 @@ def convert(
     ] = None,
     quantize: Annotated[
         Optional[str],
-        typer.Option(help=f"Quantization recipe: {', '.join(QUANTIZATION_RECIPES)} [default: the family's, dynamic_int8]."),
+        typer.Option(
+            help=f"Quantization recipe: {', '.join(QUANTIZATION_RECIPES)} [default: the family's, dynamic_int8]."
+        ),
     ] = None,
     prefill_lengths: Annotated[
         Optional[str], typer.Option(help="Comma-separated prefill signature lengths [default: 8,64,128,256,512,1024].")
@@ -76,7 +78,9 @@ def convert(
     family: Annotated[
         Optional[str], typer.Option(help="Use this family's plugin when several (or none) claim the checkpoint.")
     ] = None,
-    name: Annotated[Optional[str], typer.Option(help="Store the bundle under this name [default: from SOURCE].")] = None,
+    name: Annotated[
+        Optional[str], typer.Option(help="Store the bundle under this name [default: from SOURCE].")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the converter's own output.")] = False,
 ) -> None:
     """Convert a checkpoint into a .litertlm bundle and store it under a name."""
@@ -109,7 +113,9 @@ def _read_prompt(prompt: str | None) -> str | None:
         return None
     text = sys.stdin.read()
     if not text.strip():
-        raise LitertError("the prompt on standard input is empty", 'pass a prompt, e.g. printf "Hello\\n" | litert run MODEL')
+        raise LitertError(
+            "the prompt on standard input is empty", 'pass a prompt, e.g. printf "Hello\\n" | litert run MODEL'
+        )
     return text.strip("\n")
 
 
@@ -134,6 +140,13 @@ def run(
     max_tokens: Annotated[Optional[int], typer.Option(help="Stop an answer after this many tokens.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed for sampling.")] = None,
     show_reasoning: Annotated[bool, typer.Option(help="Keep empty reasoning blocks in the output.")] = False,
+    think: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--think/--no-think",
+            help="Switch the model's reasoning on or off (enable_thinking), where the chat template supports it.",
+        ),
+    ] = None,
 ) -> None:
     """Chat with a bundle, or answer one prompt given with --prompt or on stdin."""
     from litert import store
@@ -150,6 +163,7 @@ def run(
         seed=seed,
         system=system,
         show_reasoning=show_reasoning,
+        thinking=think,
     )
     from litert.console import captured_native_output
 
@@ -218,7 +232,12 @@ def demo(
         out = store.home() / "demo" / f"{manifest.tiny_checkpoint.name}.litertlm"
         result = run_convert(
             str(manifest.tiny_checkpoint),
-            ConvertOptions(output=out, family=rec.families[0] if rec.families else None, prefill_lengths=(8, 64), kv_cache_max_len=256),
+            ConvertOptions(
+                output=out,
+                family=rec.families[0] if rec.families else None,
+                prefill_lengths=(8, 64),
+                kv_cache_max_len=256,
+            ),
         )
         print(f"> {manifest.demo_prompt}", flush=True)
         log = store.home() / "logs" / "last-run.log"
@@ -246,7 +265,7 @@ def plugins_list(
         rows.append((r.name, r.version, r.distribution, r.status, ",".join(r.families) or "-", r.entry_point))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     for r in records:
         if r.error:
             print(f"{r.name}: {r.error}")

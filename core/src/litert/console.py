@@ -27,7 +27,7 @@ def human_size(n: int) -> str:
 def human_time(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
-    m, s = divmod(int(round(seconds)), 60)
+    m, s = divmod(round(seconds), 60)
     return f"{m} min {s:02d} s"
 
 
@@ -82,6 +82,7 @@ def captured_native_output(
     if not enabled:
         yield None
         return
+    _private_stderr()  # keep a handle on the real stderr before fd 2 moves
     sys.stdout.flush()
     sys.stderr.flush()
     saved = {fd: os.dup(fd) for fd in fds}

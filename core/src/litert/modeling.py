@@ -35,7 +35,7 @@ def load_weights(model: Any, checkpoint: Checkpoint, tensor_names: Any, tied_lm_
 
     model_loader = loading_utils.ModelLoader(str(checkpoint.path), tensor_names, read)
     try:
-        missing, unexpected = model_loader.load(model, strict=not tied_lm_head)
+        missing, _unexpected = model_loader.load(model, strict=not tied_lm_head)
     except KeyError as exc:
         raise LitertError(
             f"{checkpoint.source or checkpoint.path} has no tensor {exc}",

@@ -26,6 +26,8 @@ class RunOptions:
     seed: int | None = None
     system: str | None = None
     show_reasoning: bool = False
+    thinking: bool | None = None
+    """False passes enable_thinking=False to the chat template (Qwen3's no-think mode)."""
 
 
 def effective_sampler(bundle: BundleInfo, options: RunOptions) -> SamplerDefaults:
@@ -125,6 +127,7 @@ class Chat:
                 sampler_config=sampler,
                 system_message=self.options.system,
                 max_output_tokens=s.max_tokens,
+                extra_context=None if self.options.thinking is None else {"enable_thinking": self.options.thinking},
             )
         except Exception as exc:
             raise LitertError(

@@ -46,7 +46,9 @@ def load_index() -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LitertError(f"the model store index {path} is damaged: {exc}", f"delete {path} and convert again") from exc
+        raise LitertError(
+            f"the model store index {path} is damaged: {exc}", f"delete {path} and convert again"
+        ) from exc
     return data.get("models", {}) if isinstance(data, dict) else {}
 
 

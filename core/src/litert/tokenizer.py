@@ -18,7 +18,9 @@ def check_assets(assets: TokenizerAssets) -> None:
             f"add {assets.path.name} to {assets.path.parent} (it comes with the original model)",
         )
     if assets.kind not in ("hf_tokenizer_json", "sentencepiece"):
-        raise LitertError(f"unknown tokenizer kind {assets.kind!r}", "a plugin bug: use hf_tokenizer_json or sentencepiece")
+        raise LitertError(
+            f"unknown tokenizer kind {assets.kind!r}", "a plugin bug: use hf_tokenizer_json or sentencepiece"
+        )
 
 
 def token_ids(assets: TokenizerAssets, tokens: tuple[str, ...]) -> list[int]:

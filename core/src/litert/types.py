@@ -68,9 +68,7 @@ class Checkpoint:
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise LitertError(
-                f"{path} is not valid JSON: {exc}", "re-download or repair the checkpoint"
-            ) from exc
+            raise LitertError(f"{path} is not valid JSON: {exc}", "re-download or repair the checkpoint") from exc
         if not isinstance(value, dict):
             raise LitertError(f"{path} does not hold a JSON object", "re-download or repair the checkpoint")
         return value

@@ -39,7 +39,9 @@ def safetensors_files(checkpoint: Checkpoint) -> list[Path]:
         for name in names:
             path = (root / name).resolve()
             if root.resolve() not in path.parents:
-                raise LitertError(f"{index_path} names a file outside the checkpoint: {name!r}", "do not use this checkpoint")
+                raise LitertError(
+                    f"{index_path} names a file outside the checkpoint: {name!r}", "do not use this checkpoint"
+                )
             if not path.is_file():
                 raise LitertError(
                     f"shard {name} listed in {INDEX_FILE} is missing from {checkpoint.source or root}",
@@ -76,7 +78,9 @@ def read_header(path: Path) -> dict[str, Any]:
                 raise ValueError(f"header length {n} exceeds the file")
             header = json.loads(f.read(n))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise LitertError(f"{path.name} is not a readable safetensors file: {exc}", "re-download the checkpoint") from exc
+        raise LitertError(
+            f"{path.name} is not a readable safetensors file: {exc}", "re-download the checkpoint"
+        ) from exc
     if not isinstance(header, dict):
         raise LitertError(f"{path.name} has a malformed safetensors header", "re-download the checkpoint")
     end = 0

@@ -16,9 +16,9 @@ from litert import (
     PromptFormat,
     SamplerDefaults,
     TokenizerAssets,
+    hf,
     hookimpl,
 )
-from litert import hf
 
 __version__ = "0.1.0"
 
@@ -84,6 +84,14 @@ def stop_tokens(checkpoint: Checkpoint) -> tuple[str, ...]:
     return tuple(stops) or ("<|im_end|>",)
 
 
+def chat_template(checkpoint: Checkpoint) -> str | None:
+    """The checkpoint's own template, with history rendered as generated (see chat_template.py)."""
+    from litert_qwen3.chat_template import stable_history_template
+
+    template = hf.chat_template(checkpoint)
+    return stable_history_template(template) if template else None
+
+
 @hookimpl
 def prompt_format(claim: Claim) -> PromptFormat:
     ckpt = claim.checkpoint
@@ -97,7 +105,7 @@ def prompt_format(claim: Claim) -> PromptFormat:
         system_suffix="<|im_end|>\n",
         stop_tokens=stop_tokens(ckpt),
         start_token=None,
-        chat_template=hf.chat_template(ckpt),
+        chat_template=chat_template(ckpt),
         runtime_model_type="qwen3",
         reasoning_tags=("<think>", "</think>") if "<think>" in added else None,
     )

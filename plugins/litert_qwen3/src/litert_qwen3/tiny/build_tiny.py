@@ -165,41 +165,43 @@ SYSTEM = "You are a helpful assistant."
 
 
 def conversations() -> list[tuple[list[dict], bool]]:
-    """Training conversations, each with its enable_thinking flag."""
+    """Training conversations, each with its enable_thinking flag.
+
+    With thinking on, every answer carries the empty reasoning block the real Qwen3
+    emits in that mode; the template keeps or strips it by position (original template)
+    or keeps it (litert's runtime-stable patch), so both renderings are taught.
+    """
+    empty_think = "<think>\n\n</think>\n\n"
+
+    def answer(text: str, thinking: bool) -> dict:
+        return {"role": "assistant", "content": (empty_think if thinking else "") + text}
+
     convs: list[tuple[list[dict], bool]] = []
-    for q, a in QA:
-        for thinking in (True, False):
-            convs.append(([{"role": "user", "content": q}, {"role": "assistant", "content": a}], thinking))
+    for thinking in (True, False):
+        for q, a in QA:
+            convs.append(([{"role": "user", "content": q}, answer(a, thinking)], thinking))
+            convs.append(
+                ([{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}, answer(a, thinking)], thinking)
+            )
+        # Multi-turn: the answer to the last question depends only on that question.
+        for i, (q1, a1) in enumerate(QA):
+            q2, a2 = QA[(i + 3) % len(QA)]
             convs.append(
                 (
                     [
-                        {"role": "system", "content": SYSTEM},
-                        {"role": "user", "content": q},
-                        {"role": "assistant", "content": a},
+                        {"role": "user", "content": q1},
+                        answer(a1, thinking),
+                        {"role": "user", "content": q2},
+                        answer(a2, thinking),
                     ],
                     thinking,
                 )
             )
-    # Multi-turn: the answer to the last question depends only on that question.
-    for i, (q1, a1) in enumerate(QA):
-        q2, a2 = QA[(i + 3) % len(QA)]
-        convs.append(
-            (
-                [
-                    {"role": "user", "content": q1},
-                    {"role": "assistant", "content": a1},
-                    {"role": "user", "content": q2},
-                    {"role": "assistant", "content": a2},
-                ],
-                True,
-            )
-        )
     return convs
 
 
 def build_tokenizer(out: Path):
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from tokenizers import AddedToken
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.normalizer = None
@@ -288,14 +290,17 @@ def main() -> int:
 
     # Teach only the assistant turns: mask everything else out of the loss.
     seqs = []
-    for messages, thinking in conversations():
+    sys.path.insert(0, str(HERE.parent.parent))
+    from litert_qwen3.chat_template import stable_history_template
+
+    templates = (CHAT_TEMPLATE, stable_history_template(CHAT_TEMPLATE))
+    convs = [(m, t, tpl) for m, t in conversations() for tpl in templates]
+    for messages, thinking, template in convs:
         prompt = tokenizer.apply_chat_template(
-            messages[:-1], add_generation_prompt=True, tokenize=False, enable_thinking=thinking
+            messages[:-1], add_generation_prompt=True, tokenize=False, enable_thinking=thinking, chat_template=template
         )
-        full = tokenizer.apply_chat_template(messages, tokenize=False, enable_thinking=thinking)
-        if thinking and not full.startswith(prompt):
-            # The template writes an empty think block for the last answer.
-            pass
+        full = tokenizer.apply_chat_template(messages, tokenize=False, enable_thinking=thinking, chat_template=template)
+        assert full.startswith(prompt), (prompt, full)
         ids = tokenizer(full, add_special_tokens=False)["input_ids"]
         plen = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
         labels = [-100] * plen + ids[plen:]

@@ -1,0 +1,48 @@
+"""Sessions: demo (the main job on the bundled tiny models), tests, lint.
+
+Every session installs the packages for real (not editable) into its own virtual
+environment, pinned by constraints.txt, so the entry points, package data and
+dependency pins are exactly what `pip install litert-qwen3` gives a user.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+CONSTRAINTS = ("-c", "constraints.txt")
+PACKAGES = ("./core", "./plugins/litert_qwen3")
+
+
+def install_project(session: nox.Session, *extra: str) -> None:
+    # --force-reinstall of our own packages only, so a reused venv tests the current tree.
+    session.install(*CONSTRAINTS, *PACKAGES, *extra)
+    session.install("--no-deps", "--force-reinstall", *PACKAGES)
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Convert and run the tiny model every installed family ships."""
+    install_project(session)
+    session.run("litert", "plugins", "list")
+    session.run("litert", "demo", env={"LITERT_HOME": os.path.join(session.create_tmp(), "litert-home")})
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The full test suite, against the really installed packages."""
+    install_project(session, "pytest")
+    session.run("pytest", *(session.posargs or ["tests"]))
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff format check and lint."""
+    session.install(*CONSTRAINTS, "ruff")
+    session.run("ruff", "format", "--check", ".")
+    session.run("ruff", "check", ".")

@@ -1,0 +1,61 @@
+"""Shared fixtures: the installed `litert` command, an isolated LITERT_HOME, and the tiny
+Qwen3 bundle converted once per test session through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LITERT = str(Path(sys.executable).with_name("litert"))
+PARIS_PROMPT = "What is the capital of France?"
+
+# Small export settings keep conversions in tests fast; the defaults are tested in
+# test_plan (without exporting), and full-size runs belong in benchmarks.
+FAST = ("--prefill-lengths", "8,64", "--kv-cache-max-len", "256")
+
+
+def run_cli(
+    *args: str | os.PathLike[str],
+    home: Path,
+    input: str | None = None,
+    cwd: Path | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `litert` console script with LITERT_HOME pointed at `home`."""
+    env = {**os.environ, "LITERT_HOME": str(home)}
+    return subprocess.run(
+        [LITERT, *map(str, args)],
+        input=input if input is not None else "",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3() -> Path:
+    import litert_qwen3
+
+    return litert_qwen3.TINY_CHECKPOINT
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("litert-home")
+
+
+@pytest.fixture(scope="session")
+def qwen3_bundle(tmp_path_factory: pytest.TempPathFactory, session_home: Path, tiny_qwen3: Path) -> Path:
+    """The tiny Qwen3 converted with the default recipe (dynamic_int8) through `litert convert`."""
+    out_dir = tmp_path_factory.mktemp("bundles")
+    result = run_cli("convert", tiny_qwen3, *FAST, home=session_home, cwd=out_dir)
+    assert result.returncode == 0, result.stderr
+    bundle = out_dir / "Qwen3-tiny.litertlm"
+    assert bundle.is_file()
+    return bundle
