@@ -16,7 +16,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
 CONSTRAINTS = ("-c", "constraints.txt")
-PACKAGES = ("./core", "./plugins/litert_qwen3")
+PACKAGES = ("./core", "./plugins/litert_qwen3", "./plugins/litert_gemma3")
 
 
 def install_project(session: nox.Session, *extra: str) -> None:

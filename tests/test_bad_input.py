@@ -56,7 +56,9 @@ def test_architecture_no_plugin_claims(tmp_path: Path, copy_tiny) -> None:
     config["model_type"] = "mamba"
     (ckpt / "config.json").write_text(json.dumps(config))
     result = run_cli("convert", ckpt, home=tmp_path / "home", cwd=tmp_path)
-    _assert_clean_failure(result, tmp_path, "MambaForCausalLM", "installed families: qwen3", "pip install litert-mamba")
+    _assert_clean_failure(
+        result, tmp_path, "MambaForCausalLM", "installed families: gemma3, qwen3", "pip install litert-mamba"
+    )
 
 
 def test_truncated_safetensors(tmp_path: Path, copy_tiny) -> None:

@@ -225,7 +225,9 @@ def main() -> int:
     reloaded = Gemma3ForCausalLM.from_pretrained(tmp, dtype=torch.float32)
     ok = True
     for q, a in QA:
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+        prompt = tokenizer.apply_chat_template(
+            [{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False
+        )
         ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
         out = reloaded.generate(ids, max_new_tokens=40, do_sample=False, eos_token_id=[1, eot])
         text = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
