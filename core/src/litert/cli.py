@@ -8,6 +8,7 @@ exit status 1. Heavy modules are imported inside the commands that need them, so
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -167,9 +168,7 @@ def run(
     )
     from litert.console import captured_native_output
 
-    log = store.home() / "logs" / "last-run.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with captured_native_output(log, fds=(2,)), Chat(path, options) as chat:
+    with captured_native_output(store.log_path("last-run.log"), fds=(2,)), Chat(path, options) as chat:
         if text is not None:
             _stream(chat, text)
             return
@@ -240,7 +239,7 @@ def demo(
             ),
         )
         print(f"> {manifest.demo_prompt}", flush=True)
-        log = store.home() / "logs" / "last-run.log"
+        log = store.log_path("last-run.log")
         with captured_native_output(log, fds=(2,)), Chat(result.path, RunOptions(temperature=0.0)) as chat:
             _stream(chat, manifest.demo_prompt)
         print(f"(converted in {human_time(result.seconds)}; chat with it: litert run {result.name})", flush=True)
@@ -283,3 +282,12 @@ def main() -> None:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("LITERT_DEBUG"):
+            raise
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} — this is a bug in litert or a plugin; "
+            "run again with LITERT_DEBUG=1 to see the traceback, and report it",
+            file=sys.stderr,
+        )
+        sys.exit(1)

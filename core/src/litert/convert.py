@@ -125,8 +125,7 @@ def failure_log(workdir: Path) -> Path | None:
     log = workdir / "convert.log"
     if not log.is_file():
         return None
-    dest = store.home() / "logs" / "last-convert.log"
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest = store.log_path("last-convert.log")
     shutil.copyfile(log, dest)
     return dest
 

@@ -35,6 +35,13 @@ def runtime_cache_dir() -> Path:
     return path
 
 
+def log_path(name: str) -> Path:
+    """A log file under LITERT_HOME/logs (the directory is created)."""
+    path = home() / "logs" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _index_path() -> Path:
     return home() / INDEX
 
