@@ -59,3 +59,20 @@ def qwen3_bundle(tmp_path_factory: pytest.TempPathFactory, session_home: Path, t
     bundle = out_dir / "Qwen3-tiny.litertlm"
     assert bundle.is_file()
     return bundle
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3() -> Path:
+    import litert_gemma3
+
+    return litert_gemma3.TINY_CHECKPOINT
+
+
+@pytest.fixture(scope="session")
+def gemma3_bundle(tmp_path_factory: pytest.TempPathFactory, session_home: Path, tiny_gemma3: Path) -> Path:
+    """The tiny Gemma3 converted without quantization (fp32) through `litert convert`."""
+    out = tmp_path_factory.mktemp("gemma3") / "gemma3-tiny-f32.litertlm"
+    result = run_cli("convert", tiny_gemma3, *FAST, "--quantize", "none", "-o", out, home=session_home)
+    assert result.returncode == 0, result.stderr
+    assert "gemma3 via litert-gemma3" in result.stderr
+    return out

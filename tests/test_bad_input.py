@@ -133,3 +133,11 @@ def test_run_bad_sampler_override(qwen3_bundle: Path, session_home: Path) -> Non
     result = run_cli("run", qwen3_bundle, "-p", "hi", "--top-p", "1.5", home=session_home)
     assert result.returncode == 1
     assert "top_p must be in (0, 1]" in result.stderr
+
+
+def test_int4_block_larger_than_the_model_dimensions(tmp_path: Path, tiny_qwen3: Path) -> None:
+    # The tiny model's hidden size is 64: block 128 cannot work; caught before exporting.
+    result = run_cli(
+        "convert", tiny_qwen3, *FAST, "--quantize", "dynamic_int4_block128", home=tmp_path / "home", cwd=tmp_path
+    )
+    _assert_clean_failure(result, tmp_path, "multiples of 128", "this model has 64", "dynamic_int4_block32")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import FAST, PARIS_PROMPT, run_cli
+from conftest import PARIS_PROMPT, run_cli
 from litert.checkpoint import load_checkpoint
 from litert.errors import LitertError
 from litert.plugins import get_plugins
@@ -22,23 +22,6 @@ LONG_PROMPT = (
     "Paris, Berlin, Rome and Madrid are capitals. The quick brown fox jumps over the lazy dog. "
     "Numbers like 12345 and 2026 are split into digits. What is the capital of France?"
 )
-
-
-@pytest.fixture(scope="session")
-def tiny_gemma3() -> Path:
-    import litert_gemma3
-
-    return litert_gemma3.TINY_CHECKPOINT
-
-
-@pytest.fixture(scope="session")
-def gemma3_bundle(tmp_path_factory: pytest.TempPathFactory, session_home: Path, tiny_gemma3: Path) -> Path:
-    """The tiny Gemma3 converted without quantization (fp32) through `litert convert`."""
-    out = tmp_path_factory.mktemp("gemma3") / "gemma3-tiny-f32.litertlm"
-    result = run_cli("convert", tiny_gemma3, *FAST, "--quantize", "none", "-o", out, home=session_home)
-    assert result.returncode == 0, result.stderr
-    assert "gemma3 via litert-gemma3" in result.stderr
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -83,6 +83,9 @@ def convert(
         Optional[str], typer.Option(help="Store the bundle under this name [default: from SOURCE].")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the converter's own output.")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Measure the bundle against transformers after writing it.")
+    ] = True,
 ) -> None:
     """Convert a checkpoint into a .litertlm bundle and store it under a name."""
     from litert.console import human_size, human_time
@@ -99,12 +102,23 @@ def convert(
         prefill_lengths=_parse_lengths(prefill_lengths),
         kv_cache_max_len=kv_cache_max_len,
         verbose=verbose,
+        verify=verify,
     )
     result = run_convert(source, options)
     print(
         f"Converted {source} -> {result.path} ({human_size(result.size)}, {result.size:,} bytes) "
         f"in {human_time(result.seconds)}; run it with: litert run {result.name}"
     )
+    report = result.parity
+    if report is not None:
+        if not report.passed:
+            print(report.table())
+            raise LitertError(
+                f"the bundle does not compute what the original computes ({'; '.join(report.failures)}); "
+                f"it is kept at {result.path}, marked as failed",
+                "see the report above; convert with --quantize none to tell quantization error from a conversion bug",
+            )
+        print(report.summary_line())
 
 
 def _read_prompt(prompt: str | None) -> str | None:
@@ -155,6 +169,9 @@ def run(
 
     path = store.resolve_model(model)
     text = _read_prompt(prompt)
+    entry = store.entry_for(path)
+    if entry and entry.get("parity", {}).get("passed") is False:
+        print(f"warning: this bundle failed its parity check: {entry['parity'].get('summary')}", file=sys.stderr)
     quiet_runtime_env()
     options = RunOptions(
         temperature=temperature,
@@ -203,6 +220,32 @@ def _interactive(chat: object, model: str) -> None:
 
 
 @app.command()
+def verify(
+    checkpoint: Annotated[str, typer.Argument(help="The original Hugging Face checkpoint directory.")],
+    bundle: Annotated[str, typer.Argument(help="A .litertlm bundle path, or a name from the model store.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    tokens: Annotated[int, typer.Option(help="Greedy tokens generated per prompt.")] = 32,
+) -> None:
+    """Measure a bundle against the transformers original: top-1, KL, max |Δlogit|, greedy tokens."""
+    from litert import checkpoint as checkpoint_lib
+    from litert import store
+    from litert.console import captured_native_output
+    from litert.convert import verify_bundle
+    from litert.runtime import quiet_runtime_env
+
+    if tokens < 1:
+        raise LitertError(f"--tokens must be at least 1, got {tokens}", "pass e.g. --tokens 32")
+    ckpt = checkpoint_lib.resolve_source(checkpoint)
+    path = store.resolve_model(bundle)
+    quiet_runtime_env()
+    with captured_native_output(store.log_path("last-verify.log")):
+        report = verify_bundle(ckpt.path, path, tokens=tokens, quick=False)
+    print(json.dumps(report.as_json(), indent=2) if as_json else report.table())
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(
     family: Annotated[Optional[str], typer.Option(help="Only this family's tiny model.")] = None,
 ) -> None:
@@ -242,6 +285,8 @@ def demo(
         log = store.log_path("last-run.log")
         with captured_native_output(log, fds=(2,)), Chat(result.path, RunOptions(temperature=0.0)) as chat:
             _stream(chat, manifest.demo_prompt)
+        if result.parity is not None:
+            print(result.parity.summary_line(), flush=True)
         print(f"(converted in {human_time(result.seconds)}; chat with it: litert run {result.name})", flush=True)
 
 

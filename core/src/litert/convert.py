@@ -33,6 +33,7 @@ class ConvertOptions:
     prefill_lengths: tuple[int, ...] | None = None
     kv_cache_max_len: int | None = None
     verbose: bool = False
+    verify: bool = True
 
 
 @dataclasses.dataclass
@@ -57,6 +58,8 @@ class ConversionResult:
     size: int
     seconds: float
     plan: ConversionPlan
+    parity: Any = None
+    """The ParityReport when the bundle was verified."""
 
 
 def _typed(value: Any, cls: type, plugin: str, hook: str) -> Any:
@@ -132,7 +135,7 @@ def failure_log(workdir: Path) -> Path | None:
 
 def convert(source: str, options: ConvertOptions, progress: Progress | None = None) -> ConversionResult:
     """Convert SOURCE into a bundle, store it under a name, and return what was done."""
-    progress = progress or Progress(total=6)
+    progress = progress or Progress(total=7 if options.verify else 6)
     plugins = get_plugins()
     with progress.stage(f"Reading {source}"):
         ckpt = checkpoint_lib.resolve_source(source)
@@ -205,6 +208,22 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     "size": size,
                 },
             )
+        report = None
+        if options.verify:
+            with (
+                progress.stage("Verifying against transformers"),
+                captured_native_output(workdir / "verify.log", enabled=not options.verbose),
+            ):
+                report = verify_bundle(ckpt.path, output)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return ConversionResult(name=name, path=output, size=size, seconds=progress.elapsed, plan=plan)
+    return ConversionResult(name=name, path=output, size=size, seconds=progress.elapsed, plan=plan, parity=report)
+
+
+def verify_bundle(checkpoint: Path, bundle: Path, tokens: int = 16, quick: bool = True) -> Any:
+    """Run the parity check and store its summary with the bundle's store entry."""
+    from litert.verify import verify
+
+    report = verify(checkpoint, bundle, tokens=tokens, quick=quick)
+    store.annotate(bundle, parity={"passed": report.passed, "summary": report.summary_line()})
+    return report

@@ -13,6 +13,29 @@ from litert.errors import LitertError
 from litert.types import ExportSettings
 
 
+def check_block_quantization(module: Any, quantize: str) -> None:
+    """Blockwise int4 needs every weight's input dimension to be a multiple of the block.
+
+    Caught here, before minutes of export, rather than deep inside the quantizer.
+    """
+    if not quantize.startswith("dynamic_int4_block"):
+        return
+    import torch
+
+    block = int(quantize.removeprefix("dynamic_int4_block"))
+    odd = sorted(
+        {m.in_features for m in module.modules() if isinstance(m, torch.nn.Linear) and m.in_features % block}
+        | {m.embedding_dim for m in module.modules() if isinstance(m, torch.nn.Embedding) and m.embedding_dim % block}
+    )
+    if odd:
+        smaller = [r for r in ("dynamic_int4_block32",) if all(d % 32 == 0 for d in odd) and r != quantize]
+        raise LitertError(
+            f"{quantize} needs weight dimensions that are multiples of {block}; "
+            f"this model has {', '.join(map(str, odd))}",
+            f"use --quantize {smaller[0]}" if smaller else "use --quantize dynamic_int8",
+        )
+
+
 def export_tflite(module: Any, settings: ExportSettings, workdir: Path) -> Path:
     """Export `module` (a litert-torch generative model) into `workdir`; return the .tflite path."""
     import torch
@@ -20,6 +43,7 @@ def export_tflite(module: Any, settings: ExportSettings, workdir: Path) -> Path:
     from litert_torch.generative.utilities import converter
     from litert_torch.generative.utilities import export_config as export_config_lib
 
+    check_block_quantization(module, settings.quantize)
     config = getattr(module, "config", None)
     if config is None:
         raise LitertError(

@@ -74,6 +74,25 @@ def record(name: str, bundle: Path, info: dict[str, Any]) -> None:
     _save_index(models)
 
 
+def annotate(bundle: Path, **fields: Any) -> None:
+    """Add fields (e.g. the parity summary) to every store entry that points at `bundle`."""
+    models = load_index()
+    target = str(bundle.resolve())
+    changed = False
+    for entry in models.values():
+        if entry.get("path") == target:
+            entry.update(fields)
+            changed = True
+    if changed:
+        _save_index(models)
+
+
+def entry_for(bundle: Path) -> dict[str, Any] | None:
+    """The store entry of a bundle file, if it is stored."""
+    target = str(bundle.resolve())
+    return next((e for e in load_index().values() if e.get("path") == target), None)
+
+
 def lookup(name: str) -> Path | None:
     """The bundle stored under `name`, or None."""
     entry = load_index().get(name)

@@ -1,0 +1,343 @@
+"""Parity of a bundle against the transformers original, measured.
+
+The reference is the checkpoint run in transformers at fp32. Against it we measure
+the bundle two ways, on a fixed set of prompts rendered with the model's own chat
+template (one longer than the largest prefill length, and than any sliding window):
+
+- teacher-forced, through the bundle's own .tflite (prefill and decode signatures, KV
+  cache carried between calls as the runtime does): top-1 agreement of next-token
+  predictions, KL divergence and max |Δ logit| between the two distributions, on the
+  reference's greedy continuation;
+- free-running, through the LiteRT-LM runtime (the bundle's tokenizer, chat template,
+  stop tokens): the number of greedy tokens identical to transformers' `generate`
+  before the first divergence.
+
+Nothing here is family-specific: prompts are rendered by the checkpoint's template,
+the window length is read from config.json when there is one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from litert.errors import LitertError
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """What a bundle must reach to pass, per quantization recipe."""
+
+    top1: float
+    """Minimum teacher-forced top-1 agreement over all positions (0..1)."""
+    kl: float | None
+    """Maximum mean KL(reference || bundle) in nats, or None when not checked."""
+    greedy: int
+    """Minimum greedy tokens identical before the first divergence, for every prompt
+    (an answer that ends sooner must match whole)."""
+
+
+# `none`: the bundle must compute what transformers computes. Quantized recipes: from
+# measurements of the tiny models of both families (docs/verify.md), with margin.
+THRESHOLDS: dict[str, Thresholds] = {
+    "none": Thresholds(top1=1.0, kl=1e-4, greedy=32),
+    "fp16": Thresholds(top1=0.99, kl=0.01, greedy=16),
+    "dynamic_int8": Thresholds(top1=0.95, kl=0.05, greedy=8),
+    "weight_only_int8": Thresholds(top1=0.95, kl=0.05, greedy=8),
+    "dynamic_int4_block32": Thresholds(top1=0.80, kl=0.5, greedy=2),
+    "dynamic_int4_block128": Thresholds(top1=0.80, kl=0.5, greedy=2),
+}
+
+QUESTIONS = [
+    ("single", [{"role": "user", "content": "What is the capital of France?"}]),
+    (
+        "system",
+        [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is the capital of Germany?"},
+        ],
+    ),
+    (
+        "turns",
+        [
+            {"role": "user", "content": "Hello!"},
+            {"role": "assistant", "content": "Hello! How can I help you today?"},
+            {"role": "user", "content": "What is 2 + 2?"},
+        ],
+    ),
+    ("open", [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]),
+]
+LONG_TEXT = (
+    "The lighthouse stood on a rock at the edge of the sea. Every night its keeper climbed the "
+    "stairs, trimmed the wick and watched the ships pass. Storms came in autumn, and the waves "
+    "rose over the rocks, but the light never failed. "
+)
+
+
+@dataclasses.dataclass
+class PromptReport:
+    name: str
+    prompt_tokens: int
+    positions: int
+    top1: float
+    kl_mean: float
+    max_abs_logit_diff: float
+    greedy_identical: int
+    greedy_reference: int
+    greedy_complete: bool
+
+
+@dataclasses.dataclass
+class ParityReport:
+    bundle: str
+    checkpoint: str
+    quantize: str
+    thresholds: Thresholds
+    prompts: list[PromptReport]
+    passed: bool = False
+    failures: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def top1(self) -> float:
+        total = sum(p.positions for p in self.prompts)
+        return sum(p.top1 * p.positions for p in self.prompts) / total if total else 0.0
+
+    @property
+    def kl(self) -> float:
+        total = sum(p.positions for p in self.prompts)
+        return sum(p.kl_mean * p.positions for p in self.prompts) / total if total else 0.0
+
+    @property
+    def max_abs_logit_diff(self) -> float:
+        return max((p.max_abs_logit_diff for p in self.prompts), default=0.0)
+
+    @property
+    def greedy_min(self) -> int:
+        return min((p.greedy_identical for p in self.prompts), default=0)
+
+    @property
+    def greedy_whole(self) -> int:
+        return sum(p.greedy_complete for p in self.prompts)
+
+    def summary_line(self) -> str:
+        verdict = "pass" if self.passed else "FAIL"
+        return (
+            f"parity: top-1 {self.top1 * 100:.1f}%, KL {self.kl:.4f}, max |Δlogit| {self.max_abs_logit_diff:.3f}, "
+            f"greedy answers identical {self.greedy_whole}/{len(self.prompts)} "
+            f"(shortest identical run {self.greedy_min} tokens) ({self.quantize}) — {verdict}"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "bundle": self.bundle,
+            "checkpoint": self.checkpoint,
+            "quantize": self.quantize,
+            "passed": self.passed,
+            "failures": self.failures,
+            "top1": round(self.top1, 6),
+            "kl": round(self.kl, 6),
+            "max_abs_logit_diff": round(self.max_abs_logit_diff, 6),
+            "greedy_min": self.greedy_min,
+            "greedy_whole": self.greedy_whole,
+            "thresholds": dataclasses.asdict(self.thresholds),
+            "prompts": [dataclasses.asdict(p) for p in self.prompts],
+        }
+
+    def table(self) -> str:
+        rows = [("prompt", "tokens", "positions", "top-1", "KL", "max|Δ|", "greedy identical")]
+        for p in self.prompts:
+            greedy = f"{p.greedy_identical}/{p.greedy_reference}" + (" (whole answer)" if p.greedy_complete else "")
+            rows.append(
+                (p.name, str(p.prompt_tokens), str(p.positions), f"{p.top1 * 100:.1f}%", f"{p.kl_mean:.5f}",
+                 f"{p.max_abs_logit_diff:.4f}", greedy)
+            )  # fmt: skip
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        t = self.thresholds
+        lines.append(
+            f"thresholds ({self.quantize}): top-1 ≥ {t.top1 * 100:.0f}%"
+            + (f", KL ≤ {t.kl}" if t.kl is not None else "")
+            + f", greedy ≥ {t.greedy} identical tokens"
+        )
+        lines.extend(f"failed: {f}" for f in self.failures)
+        lines.append(self.summary_line())
+        return "\n".join(lines)
+
+
+def _long_conversation(tokenizer: Any, min_tokens: int) -> list[dict[str, str]]:
+    text = LONG_TEXT
+    while True:
+        messages = [{"role": "user", "content": text + "What does the keeper do every night?"}]
+        if len(_render(tokenizer, messages)) > min_tokens:
+            return messages
+        text += LONG_TEXT
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    return list(ids)
+
+
+def prompt_set(tokenizer: Any, config: dict[str, Any], settings: dict[str, Any], tokens: int, quick: bool):
+    """(name, messages, ids) for each prompt that fits the bundle's context."""
+    kv = int(settings["kv_cache_max_len"])
+    longest = max(settings["prefill_lengths"])
+    window = int(config.get("sliding_window") or 0)
+    prompts = []
+    for name, messages in QUESTIONS[:2] if quick else QUESTIONS:
+        prompts.append((name, messages, _render(tokenizer, messages)))
+    target = max(longest, window) + 8
+    if target + tokens + 2 <= kv:
+        messages = _long_conversation(tokenizer, target)
+        ids = _render(tokenizer, messages)
+        if len(ids) + tokens + 2 <= kv:
+            prompts.append(("long", messages, ids))
+    return [p for p in prompts if len(p[2]) + tokens + 2 <= kv]
+
+
+def _reference_greedy(model: Any, ids: list[int], tokens: int) -> tuple[list[int], Any]:
+    """transformers' greedy continuation (no stopping) and the logits that chose each token."""
+    import torch
+
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), use_cache=True)
+        cache, logits = out.cache, [out.logits[0, -1].float()]
+        generated = [int(logits[-1].argmax())]
+        for _ in range(tokens - 1):
+            out = model(torch.tensor([[generated[-1]]]), cache=cache, use_cache=True)
+            cache = out.cache
+            logits.append(out.logits[0, -1].float())
+            generated.append(int(logits[-1].argmax()))
+    return generated, torch.stack(logits)
+
+
+def _runtime_answer(engine: Any, messages: list[dict[str, str]], tokens: int) -> str:
+    import litert_lm
+
+    *history, last = messages
+    system = None
+    if history and history[0]["role"] == "system":
+        system, history = history[0]["content"], history[1:]
+    conversation = engine.create_conversation(
+        messages=history or None,
+        system_message=system,
+        sampler_config=litert_lm.SamplerConfig(top_k=1, temperature=1.0, top_p=1.0, seed=0),
+        max_output_tokens=tokens,
+    )
+    try:
+        reply = conversation.send_message(last["content"])
+        return "".join(getattr(part, "text", "") or "" for part in reply.contents)
+    finally:
+        conversation.close()
+
+
+def verify(checkpoint_dir: Path, bundle_path: Path, tokens: int = 32, quick: bool = False) -> ParityReport:
+    """Measure `bundle_path` against the transformers model in `checkpoint_dir`."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from litert import store
+    from litert.bundle import read_bundle
+    from litert.checkpoint import load_checkpoint
+    from litert.tflite_runner import BundleModel
+
+    info = read_bundle(bundle_path)
+    summary = info.summary
+    settings = summary.get("settings")
+    if not settings:
+        raise LitertError(f"{bundle_path} was not made by litert (no conversion summary)", "convert it with litert")
+    ckpt = load_checkpoint(checkpoint_dir)
+    quantize = settings["quantize"]
+    thresholds = THRESHOLDS[quantize]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(ckpt.path, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            ckpt.path, dtype=torch.float32, trust_remote_code=False, attn_implementation="eager"
+        ).eval()
+    except Exception as exc:
+        raise LitertError(f"transformers cannot load {checkpoint_dir}: {exc}", "pass the original checkpoint") from exc
+    stop_ids = set(info.stop_token_ids)
+
+    import litert_lm
+
+    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+    bundle_model = BundleModel(bundle_path)
+    engine = litert_lm.Engine(
+        str(bundle_path),
+        backend=litert_lm.Backend.CPU(),
+        max_num_tokens=int(info.llm.max_num_tokens),
+        cache_dir=str(store.runtime_cache_dir()),
+    )
+    reports = []
+    try:
+        for name, messages, ids in prompt_set(tokenizer, dict(ckpt.config), settings, tokens, quick):
+            ref_tokens, ref_logits = _reference_greedy(model, ids, tokens)
+            # Teacher-forced through the bundle's .tflite, on the reference's own continuation.
+            bundle_model.reset()
+            bundle_model.prefill(ids[:-1])
+            ours = np.stack([bundle_model.step(t) for t in [ids[-1], *ref_tokens[:-1]]])
+            ours_t = torch.from_numpy(ours)
+            ref_logp = torch.log_softmax(ref_logits, -1)
+            our_logp = torch.log_softmax(ours_t, -1)
+            kl = (ref_logp.exp() * (ref_logp - our_logp)).sum(-1)
+            agree = (ours_t.argmax(-1) == ref_logits.argmax(-1)).float()
+            # Free-running through the runtime, compared token by token with transformers.
+            cut = next((i for i, t in enumerate(ref_tokens) if t in stop_ids), len(ref_tokens))
+            reference = ref_tokens[:cut]
+            answer = _runtime_answer(engine, messages, tokens)
+            reference_ids = tokenizer(tokenizer.decode(reference, skip_special_tokens=False), add_special_tokens=False)[
+                "input_ids"
+            ]
+            runtime_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+            same = 0
+            for a, b in zip(reference_ids, runtime_ids, strict=False):
+                if a != b:
+                    break
+                same += 1
+            reports.append(
+                PromptReport(
+                    name=name,
+                    prompt_tokens=len(ids),
+                    positions=len(ref_tokens),
+                    top1=float(agree.mean()),
+                    kl_mean=float(kl.clamp_min(0).mean()),
+                    max_abs_logit_diff=float((ours_t - ref_logits).abs().max()),
+                    greedy_identical=same,
+                    greedy_reference=len(reference_ids),
+                    greedy_complete=runtime_ids == reference_ids,
+                )
+            )
+    finally:
+        engine.close()
+    report = ParityReport(
+        bundle=str(bundle_path),
+        checkpoint=str(checkpoint_dir),
+        quantize=quantize,
+        thresholds=thresholds,
+        prompts=reports,
+    )
+    judge(report)
+    return report
+
+
+def judge(report: ParityReport) -> None:
+    """Apply the recipe's thresholds and record what failed."""
+    t = report.thresholds
+    failures = []
+    if not report.prompts:
+        failures.append("no prompt fits the bundle's context")
+    if report.top1 < t.top1:
+        failures.append(f"top-1 agreement {report.top1 * 100:.1f}% < {t.top1 * 100:.0f}%")
+    if t.kl is not None and report.kl > t.kl:
+        failures.append(f"mean KL {report.kl:.4f} > {t.kl}")
+    for p in report.prompts:
+        needed = min(t.greedy, p.greedy_reference)
+        if p.greedy_identical < needed or (p.greedy_reference < t.greedy and not p.greedy_complete):
+            failures.append(
+                f"prompt {p.name!r}: {p.greedy_identical} greedy tokens identical, "
+                f"{'the whole answer' if p.greedy_reference < t.greedy else t.greedy} needed"
+            )
+    report.failures = failures
+    report.passed = not failures

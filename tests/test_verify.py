@@ -1,0 +1,155 @@
+"""`litert verify` and the parity check of `litert convert`: real bundles pass, and
+deliberately broken bundles (wrong RoPE base, swapped tokenizer, wrong prompt format)
+are caught."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST, run_cli
+
+# One prefill signature and a small cache: the broken-bundle cases only need to be caught.
+SMALLEST = ("--prefill-lengths", "8", "--kv-cache-max-len", "128")
+
+
+def _verify_json(checkpoint: Path, bundle: Path, home: Path) -> tuple[int, dict]:
+    result = run_cli("verify", checkpoint, bundle, "--json", home=home)
+    assert result.returncode in (0, 1), result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_convert_prints_parity_line_and_stores_it(qwen3_bundle: Path, session_home: Path) -> None:
+    # The session fixture's `litert convert` verified the bundle (default) and stored the summary.
+    entry = json.loads((session_home / "models.json").read_text())["models"]["Qwen3-tiny"]
+    assert entry["parity"]["passed"] is True
+    assert entry["parity"]["summary"].startswith("parity: top-1 ")
+    assert entry["parity"]["summary"].endswith("(dynamic_int8) — pass")
+
+
+def test_fp32_qwen3_bundle_passes_with_identical_greedy_tokens(tmp_path: Path, tiny_qwen3: Path) -> None:
+    out = tmp_path / "q.litertlm"
+    result = run_cli("convert", tiny_qwen3, *FAST, "--quantize", "none", "-o", out, home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    assert "[7/7] Verifying against transformers ... done" in result.stderr
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("parity: top-1 100.0%, KL 0.0000") and line.endswith("(none) — pass"), line
+    code, report = _verify_json(tiny_qwen3, out, tmp_path / "home")
+    assert code == 0 and report["passed"] is True
+    assert report["top1"] == 1.0
+    names = [p["name"] for p in report["prompts"]]
+    assert names == ["single", "system", "turns", "open", "long"]
+    long = report["prompts"][-1]
+    assert long["prompt_tokens"] > 64  # longer than the largest prefill length
+    for p in report["prompts"]:
+        assert p["greedy_complete"], p
+        assert p["greedy_identical"] == p["greedy_reference"] > 0
+
+
+def test_fp32_gemma3_bundle_passes(gemma3_bundle: Path, session_home: Path) -> None:
+    import litert_gemma3
+
+    tiny = litert_gemma3.TINY_CHECKPOINT
+    code, report = _verify_json(tiny, gemma3_bundle, session_home)
+    assert code == 0 and report["passed"], report["failures"]
+    assert report["top1"] == 1.0 and report["max_abs_logit_diff"] < 1e-3
+    window = json.loads((tiny / "config.json").read_text())["sliding_window"]
+    assert max(p["prompt_tokens"] for p in report["prompts"]) > window
+    assert all(p["greedy_complete"] for p in report["prompts"])
+
+
+def test_dynamic_int8_gemma3_bundle_passes_its_thresholds(tmp_path: Path) -> None:
+    import litert_gemma3
+
+    out = tmp_path / "g8.litertlm"
+    result = run_cli("convert", litert_gemma3.TINY_CHECKPOINT, *FAST, "-o", out, home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].endswith("(dynamic_int8) — pass")
+    code, report = _verify_json(litert_gemma3.TINY_CHECKPOINT, out, tmp_path / "home")
+    assert code == 0 and report["passed"], report["failures"]
+    assert report["thresholds"]["top1"] < 1.0  # quantized: the recipe's own thresholds apply
+
+
+def test_dynamic_int8_qwen3_bundle_full_report(qwen3_bundle: Path, session_home: Path, tiny_qwen3: Path) -> None:
+    result = run_cli("verify", tiny_qwen3, "Qwen3-tiny", home=session_home)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["prompt", "tokens", "positions", "top-1"]
+    assert any(line.startswith("thresholds (dynamic_int8)") for line in lines)
+    assert lines[-1].endswith("(dynamic_int8) — pass")
+
+
+# -- broken bundles ----------------------------------------------------------------------
+
+
+def _copy(tiny: Path, dest: Path) -> Path:
+    shutil.copytree(tiny, dest)
+    return dest
+
+
+def _break_rope(ckpt: Path) -> None:
+    config = json.loads((ckpt / "config.json").read_text())
+    config["rope_parameters"]["rope_theta"] = 10000.0  # the model was trained with 1e6
+    (ckpt / "config.json").write_text(json.dumps(config))
+
+
+def _swap_tokens(ckpt: Path) -> None:
+    # Same strings, wrong ids: the runtime feeds the model tokens it never meant.
+    data = json.loads((ckpt / "tokenizer.json").read_text())
+    vocab = data["model"]["vocab"]
+    a, b = "ĠFrance", "ĠGermany"
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+    (ckpt / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False))
+
+
+def _wrong_prompt_format(ckpt: Path) -> None:
+    config = json.loads((ckpt / "tokenizer_config.json").read_text())
+    template = config["chat_template"]
+    broken = template.replace(
+        "'<|im_start|>' + message.role + '\\n' + content + '<|im_end|>' + '\\n'", "content + '\\n'"
+    )
+    assert broken != template
+    config["chat_template"] = broken
+    (ckpt / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False))
+
+
+@pytest.mark.parametrize(
+    ("breaker", "symptom"),
+    [(_break_rope, "top-1 agreement"), (_swap_tokens, "greedy tokens identical"), (_wrong_prompt_format, "greedy")],
+    ids=["wrong-rope-base", "swapped-tokenizer", "wrong-prompt-format"],
+)
+def test_broken_bundle_fails_the_check(breaker, symptom: str, tmp_path: Path, tiny_qwen3: Path) -> None:
+    broken = _copy(tiny_qwen3, tmp_path / "broken")
+    breaker(broken)
+    bundle = tmp_path / "broken.litertlm"
+    home = tmp_path / "home"
+    result = run_cli("convert", broken, *SMALLEST, "--quantize", "none", "--no-verify", "-o", bundle, home=home)
+    assert result.returncode == 0, result.stderr
+    # Measured against the original model, the broken bundle fails, and says why.
+    verify = run_cli("verify", tiny_qwen3, bundle, "--tokens", "16", home=home)
+    assert verify.returncode == 1
+    assert "— FAIL" in verify.stdout
+    failures = [line for line in verify.stdout.splitlines() if line.startswith("failed: ")]
+    assert failures and any(symptom in f for f in failures), verify.stdout
+
+
+def test_failed_bundle_is_kept_marked_failed_and_run_warns(tmp_path: Path, tiny_qwen3: Path) -> None:
+    broken = _copy(tiny_qwen3, tmp_path / "mismatched")
+    _swap_tokens(broken)
+    home = tmp_path / "home"
+    bundle = tmp_path / "mismatched.litertlm"
+    result = run_cli("convert", broken, *SMALLEST, "--quantize", "none", "--no-verify", "-o", bundle, home=home)
+    assert result.returncode == 0, result.stderr
+    assert "Verifying" not in result.stderr and "parity:" not in result.stdout
+    check = run_cli("verify", tiny_qwen3, "mismatched", "--tokens", "16", home=home)
+    assert check.returncode == 1
+    entry = json.loads((home / "models.json").read_text())["models"]["mismatched"]
+    assert entry["parity"]["passed"] is False
+    assert entry["parity"]["summary"].endswith("(none) — FAIL")
+    assert bundle.is_file()
+    run = run_cli("run", "mismatched", "-p", "Hi", "--max-tokens", "4", home=home)
+    assert run.returncode == 0
+    assert "warning: this bundle failed its parity check" in run.stderr
