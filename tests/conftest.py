@@ -24,9 +24,11 @@ def run_cli(
     input: str | None = None,
     cwd: Path | None = None,
     timeout: float = 600,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the installed `litert` console script with LITERT_HOME pointed at `home`."""
-    env = {**os.environ, "LITERT_HOME": str(home)}
+    env = {**os.environ, "LITERT_HOME": str(home), **(env or {})}
+    env = {k: v for k, v in env.items() if v is not None}
     return subprocess.run(
         [LITERT, *map(str, args)],
         input=input if input is not None else "",

@@ -32,8 +32,8 @@ def test_convert_output_reports_progress(tmp_path: Path, tiny_qwen3: Path) -> No
         "--quantize", "none", "--name", "tiny-f32", home=tmp_path / "home",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    for stage in ("[1/6] Reading", "[2/6] Planning", "[3/6] Building the model", "[4/6] Exporting 1 prefill",
-                  "[5/6] Writing", "[6/6] Storing as 'tiny-f32'"):  # fmt: skip
+    for stage in ("[1/7] Reading", "[2/7] Planning", "[3/7] Building the model", "[4/7] Exporting 1 prefill",
+                  "[5/7] Writing", "[6/7] Storing as 'tiny-f32'", "[7/7] Verifying against transformers"):  # fmt: skip
         assert stage in result.stderr
     assert "qwen3 via litert-qwen3" in result.stderr
     assert f"-> {out}" in result.stdout and f"{out.stat().st_size:,} bytes" in result.stdout

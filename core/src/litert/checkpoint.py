@@ -6,6 +6,7 @@ source; the plugins only ever see the local directory the core resolved.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -21,18 +22,19 @@ def is_hub_id(source: str) -> bool:
     return bool(_HUB_ID.match(source)) and not Path(source).exists()
 
 
-def resolve_source(source: str) -> Checkpoint:
-    """Locate the checkpoint SOURCE names and parse its config.json."""
+def resolve_source(source: str, revision: str | None = None, allow_pickle: bool = False) -> Checkpoint:
+    """Locate the checkpoint SOURCE names (a local path wins, else a Hub id) and parse its config.json."""
     path = Path(source).expanduser()
     if path.exists():
-        return load_checkpoint(path, source)
+        if revision is not None:
+            raise LitertError(f"--revision applies to Hub ids, and {source} is a local path", "drop --revision")
+        return dataclasses.replace(load_checkpoint(path, source), allow_pickle=allow_pickle)
     if is_hub_id(source):
-        raise LitertError(
-            f"{source!r} is not a local directory, and converting straight from the Hugging Face Hub "
-            "is not available in this version",
-            f"download the checkpoint first (e.g. `hf download {source} --local-dir ./{source.split('/')[-1]}`) "
-            "and pass the directory",
-        )
+        from litert import hub
+
+        fetched = hub.download(source, revision=revision, allow_pickle=allow_pickle)
+        ckpt = load_checkpoint(fetched.path, source)
+        return dataclasses.replace(ckpt, revision=fetched.commit, allow_pickle=allow_pickle)
     raise LitertError(
         f"checkpoint {source!r} does not exist",
         "pass a Hugging Face checkpoint directory (one holding config.json and *.safetensors)",

@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 plugins_app = typer.Typer(help="Inspect the installed model-family plugins.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
+models_app = typer.Typer(help="Manage the stored (converted) models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 
 def _version(value: bool) -> None:
@@ -60,7 +62,7 @@ def _parse_lengths(text: str | None) -> tuple[int, ...] | None:
 
 @app.command()
 def convert(
-    source: Annotated[str, typer.Argument(help="A local Hugging Face checkpoint directory.")],
+    source: Annotated[str, typer.Argument(help="A local checkpoint directory, or a Hub id such as Qwen/Qwen3-0.6B.")],
     output: Annotated[
         Optional[Path], typer.Option("-o", "--output", help="Where to write the bundle [default: ./NAME.litertlm].")
     ] = None,
@@ -86,6 +88,15 @@ def convert(
     verify: Annotated[
         bool, typer.Option("--verify/--no-verify", help="Measure the bundle against transformers after writing it.")
     ] = True,
+    revision: Annotated[
+        Optional[str], typer.Option(help="For a Hub id: a branch, tag or commit (the commit sha is recorded).")
+    ] = None,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(
+            help="Accept pickle weights (*.bin) when there are no safetensors; loaded with weights_only=True."
+        ),
+    ] = False,
 ) -> None:
     """Convert a checkpoint into a .litertlm bundle and store it under a name."""
     from litert.console import human_size, human_time
@@ -103,6 +114,8 @@ def convert(
         kv_cache_max_len=kv_cache_max_len,
         verbose=verbose,
         verify=verify,
+        revision=revision,
+        allow_pickle=allow_pickle,
     )
     result = run_convert(source, options)
     print(
@@ -144,7 +157,9 @@ def _stream(chat: object, text: str) -> None:
 
 @app.command()
 def run(
-    model: Annotated[str, typer.Argument(help="A .litertlm bundle path, or a name from the model store.")],
+    model: Annotated[
+        str, typer.Argument(help="A .litertlm bundle path, a stored name, or a Hub id (converted first if needed).")
+    ],
     prompt: Annotated[
         Optional[str], typer.Option("--prompt", "-p", help="Answer this prompt and exit (default: read stdin).")
     ] = None,
@@ -162,13 +177,16 @@ def run(
             help="Switch the model's reasoning on or off (enable_thinking), where the chat template supports it.",
         ),
     ] = None,
+    revision: Annotated[
+        Optional[str], typer.Option(help="For a Hub id: the revision the bundle must come from.")
+    ] = None,
 ) -> None:
     """Chat with a bundle, or answer one prompt given with --prompt or on stdin."""
     from litert import store
     from litert.runtime import Chat, RunOptions, quiet_runtime_env
 
-    path = store.resolve_model(model)
     text = _read_prompt(prompt)
+    path = _model_path(model, revision)
     entry = store.entry_for(path)
     if entry and entry.get("parity", {}).get("passed") is False:
         print(f"warning: this bundle failed its parity check: {entry['parity'].get('summary')}", file=sys.stderr)
@@ -190,6 +208,24 @@ def run(
             _stream(chat, text)
             return
         _interactive(chat, model)
+
+
+def _model_path(model: str, revision: str | None) -> Path:
+    """The bundle for MODEL; a Hub id with no stored bundle is converted first."""
+    from litert import store
+    from litert.checkpoint import is_hub_id
+
+    try:
+        return store.resolve_model(model, revision)
+    except LitertError:
+        if not is_hub_id(model) or (store.load_index().get(model) is not None):
+            raise
+    from litert.console import _private_stderr
+    from litert.convert import ConvertOptions
+    from litert.convert import convert as run_convert
+
+    print(f"No stored bundle for {model}; converting it first.", file=_private_stderr(), flush=True)
+    return run_convert(model, ConvertOptions(revision=revision)).path
 
 
 def _interactive(chat: object, model: str) -> None:
@@ -288,6 +324,56 @@ def demo(
         if result.parity is not None:
             print(result.parity.summary_line(), flush=True)
         print(f"(converted in {human_time(result.seconds)}; chat with it: litert run {result.name})", flush=True)
+
+
+@models_app.command("list")
+def models_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """List stored models: name, source, revision, size, parity, path."""
+    from litert import store
+    from litert.console import human_size
+
+    models = store.load_index()
+    if as_json:
+        print(json.dumps(models, indent=2, sort_keys=True))
+        return
+    if not models:
+        print("No stored models. Convert one: litert convert SOURCE")
+        return
+    rows = [("NAME", "SOURCE", "REVISION", "QUANTIZE", "SIZE", "PARITY", "PATH")]
+    for name, e in sorted(models.items()):
+        parity = e.get("parity", {}).get("passed")
+        rows.append(
+            (
+                name,
+                e.get("source", "?") if not Path(e.get("source", "")).is_absolute() else "(local)",
+                (e.get("revision") or "-")[:12],
+                e.get("quantize", "?"),
+                human_size(int(e.get("size", 0))),
+                {True: "pass", False: "FAIL", None: "-"}[parity],
+                e.get("path", "?") + ("" if Path(e.get("path", "")).is_file() else " (missing)"),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@models_app.command("rm")
+def models_rm(
+    name: Annotated[str, typer.Argument(help="A stored model name.")],
+    keep_file: Annotated[bool, typer.Option(help="Forget the name but keep the bundle file.")] = False,
+) -> None:
+    """Remove a stored model and its bundle file."""
+    import contextlib
+
+    from litert import store
+
+    entry = store.remove(name)
+    path = Path(entry["path"])
+    if not keep_file:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    print(f"Removed {name}" + ("" if keep_file else f" ({path})"))
 
 
 @plugins_app.command("list")

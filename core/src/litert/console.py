@@ -44,16 +44,19 @@ class Progress:
         print(text, file=self.stream, flush=True)
 
     @contextlib.contextmanager
-    def stage(self, title: str) -> Iterator[None]:
+    def stage(self, title: str, open_line: bool = False) -> Iterator[None]:
+        """One stage; `open_line` when the stage prints progress bars of its own."""
         self.index += 1
         t0 = time.monotonic()
-        print(f"[{self.index}/{self.total}] {title} ...", end="", file=self.stream, flush=True)
+        end = "\n" if open_line else ""
+        lead = "      " if open_line else " "
+        print(f"[{self.index}/{self.total}] {title} ...", end=end, file=self.stream, flush=True)
         try:
             yield
         except BaseException:
-            print(" failed", file=self.stream, flush=True)
+            print(f"{lead}failed", file=self.stream, flush=True)
             raise
-        print(f" done ({human_time(time.monotonic() - t0)})", file=self.stream, flush=True)
+        print(f"{lead}done ({human_time(time.monotonic() - t0)})", file=self.stream, flush=True)
 
     @property
     def elapsed(self) -> float:

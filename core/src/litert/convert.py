@@ -34,6 +34,9 @@ class ConvertOptions:
     kv_cache_max_len: int | None = None
     verbose: bool = False
     verify: bool = True
+    revision: str | None = None
+    """For a Hub id: a branch, tag or commit."""
+    allow_pickle: bool = False
 
 
 @dataclasses.dataclass
@@ -112,6 +115,7 @@ def bundle_summary(plugins: PluginSet, plan: ConversionPlan, name: str) -> dict[
         "format": 1,
         "name": name,
         "source": ckpt.source,
+        "revision": ckpt.revision,
         "architecture": plan.claim.architecture,
         "family": plan.claim.family,
         "plugin": {"name": rec.name, "distribution": rec.distribution, "version": rec.version},
@@ -121,6 +125,13 @@ def bundle_summary(plugins: PluginSet, plan: ConversionPlan, name: str) -> dict[
         "reasoning_tags": list(plan.prompt.reasoning_tags) if plan.prompt.reasoning_tags else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def default_output(name: str, from_hub: bool) -> Path:
+    """Local checkpoints convert next to where the user is; Hub models into the store."""
+    if from_hub:
+        return store.home() / "models" / f"{name}.litertlm"
+    return Path.cwd() / f"{name.split('/')[-1]}.litertlm"
 
 
 def failure_log(workdir: Path) -> Path | None:
@@ -137,9 +148,13 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
     """Convert SOURCE into a bundle, store it under a name, and return what was done."""
     progress = progress or Progress(total=7 if options.verify else 6)
     plugins = get_plugins()
-    with progress.stage(f"Reading {source}"):
-        ckpt = checkpoint_lib.resolve_source(source)
+    from_hub = checkpoint_lib.is_hub_id(source)
+    title = f"Downloading {source}" + (f" @ {options.revision}" if options.revision else "")
+    with progress.stage(title if from_hub else f"Reading {source}", open_line=from_hub):
+        ckpt = checkpoint_lib.resolve_source(source, revision=options.revision, allow_pickle=options.allow_pickle)
         weights.check_weights(ckpt)
+    if ckpt.revision:
+        progress.say(f"      commit {ckpt.revision} · {ckpt.path}")
     with progress.stage("Planning"):
         plan = plan_conversion(plugins, ckpt, options)
     rec = plugins.record(plan.plugin)
@@ -149,7 +164,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         f"prefill {','.join(map(str, s.prefill_lengths))} · KV cache {s.kv_cache_max_len}"
     )
     name = options.name or checkpoint_lib.default_name(source, ckpt)
-    output = options.output or Path.cwd() / f"{name.split('/')[-1]}.litertlm"
+    output = options.output or default_output(name, from_hub)
     if output.suffix != ".litertlm":
         raise LitertError(f"output {output} does not end in .litertlm", "pass -o NAME.litertlm")
     if output.is_dir():
@@ -203,6 +218,8 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                 output,
                 {
                     "source": source,
+                    "revision": ckpt.revision,
+                    "requested_revision": options.revision,
                     "family": plan.claim.family,
                     "quantize": s.quantize,
                     "size": size,

@@ -99,7 +99,29 @@ def lookup(name: str) -> Path | None:
     return Path(entry["path"]) if entry else None
 
 
-def resolve_model(model: str) -> Path:
+def remove(name: str) -> dict[str, Any]:
+    """Forget `name`; return its entry."""
+    models = load_index()
+    if name not in models:
+        names = sorted(models)
+        raise LitertError(
+            f"no stored model named {name!r}",
+            f"stored models: {', '.join(names)}" if names else "the model store is empty",
+        )
+    entry = models.pop(name)
+    _save_index(models)
+    return entry
+
+
+def matches_revision(entry: dict[str, Any], revision: str | None) -> bool:
+    """A stored entry was made from `revision` (a branch or tag as asked, or a commit sha prefix)."""
+    if revision is None:
+        return True
+    commit = entry.get("revision") or ""
+    return entry.get("requested_revision") == revision or (len(revision) >= 7 and commit.startswith(revision))
+
+
+def resolve_model(model: str, revision: str | None = None) -> Path:
     """MODEL as given to `litert run`: a bundle path, or a name in the store."""
     path = Path(model).expanduser()
     if path.is_file():
@@ -109,7 +131,13 @@ def resolve_model(model: str) -> Path:
             f"{model} is a directory, not a bundle",
             f"convert it first with `litert convert {model}`, then run the name it prints",
         )
-    stored = lookup(model)
+    entry = load_index().get(model)
+    stored = Path(entry["path"]) if entry and matches_revision(entry, revision) else None
+    if entry is not None and stored is None:
+        raise LitertError(
+            f"the stored {model!r} was made from revision {entry.get('revision')}, not {revision!r}",
+            f"convert that revision first: `litert convert {model} --revision {revision}`",
+        )
     if stored is not None:
         if not stored.is_file():
             raise LitertError(

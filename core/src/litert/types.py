@@ -37,6 +37,10 @@ class Checkpoint:
     """The parsed config.json."""
     source: str = ""
     """What the user typed (a path or a Hub id); used for names and messages."""
+    revision: str | None = None
+    """For a Hub source, the commit sha that was downloaded."""
+    allow_pickle: bool = False
+    """The user allowed pickle weights (*.bin), loaded with torch.load(weights_only=True)."""
 
     @property
     def architectures(self) -> tuple[str, ...]:

@@ -52,12 +52,15 @@ def safetensors_files(checkpoint: Checkpoint) -> list[Path]:
     files = sorted(root.glob("*.safetensors"))
     if files:
         return files
-    pickles = sorted(p.name for p in root.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    pickles = sorted(p for p in root.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    if pickles and checkpoint.allow_pickle:
+        return pickles
     if pickles:
         raise LitertError(
-            f"{checkpoint.source or root} has only pickle weights ({', '.join(pickles[:3])}); "
-            "litert reads safetensors only, since unpickling can run arbitrary code",
-            "convert the weights to safetensors with a tool you trust, or use a repository that ships *.safetensors",
+            f"{checkpoint.source or root} has only pickle weights ({', '.join(p.name for p in pickles[:3])}); "
+            "litert does not load pickles by default, since unpickling can run arbitrary code",
+            "if you trust the checkpoint, pass --allow-pickle (tensors are then loaded with "
+            "torch.load(weights_only=True))",
         )
     raise LitertError(
         f"{checkpoint.source or root} has no weights (*.safetensors)",
@@ -103,6 +106,8 @@ def check_weights(checkpoint: Checkpoint) -> dict[str, Path]:
     """Validate every weights file cheaply (headers only) and map tensor names to files."""
     where: dict[str, Path] = {}
     for path in safetensors_files(checkpoint):
+        if path.suffix in _PICKLE_SUFFIXES:
+            continue  # allowed pickles are checked when loaded (weights_only)
         for key in read_header(path):
             if key == "__metadata__":
                 continue
@@ -123,6 +128,9 @@ def load_state_dict(checkpoint: Checkpoint, dtype: str = "float32") -> dict[str,
     target = getattr(torch, dtype)
     state: dict[str, torch.Tensor] = {}
     for path in safetensors_files(checkpoint):
+        if path.suffix in _PICKLE_SUFFIXES:
+            state.update(_load_pickle(path, target))
+            continue
         read_header(path)
         try:
             with safe_open(str(path), framework="pt") as f:
@@ -134,3 +142,18 @@ def load_state_dict(checkpoint: Checkpoint, dtype: str = "float32") -> dict[str,
         except Exception as exc:  # safetensors raises its own error types
             raise LitertError(f"cannot read {path.name}: {exc}", "re-download the checkpoint") from exc
     return state
+
+
+def _load_pickle(path: Path, target: Any) -> dict[str, Any]:
+    """A pickle state dict, loaded with weights_only=True (no arbitrary code); only with --allow-pickle."""
+    import torch
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:
+        raise LitertError(
+            f"{path.name} cannot be loaded safely (weights_only): {exc}", "use a checkpoint with safetensors weights"
+        ) from exc
+    if not isinstance(state, dict):
+        raise LitertError(f"{path.name} does not hold a state dict", "use a checkpoint with safetensors weights")
+    return {k: (v.to(target) if v.is_floating_point() else v) for k, v in state.items()}

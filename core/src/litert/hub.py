@@ -1,0 +1,143 @@
+"""Hugging Face Hub sources: download what a conversion needs, pinned to a commit.
+
+Uses `huggingface_hub` and its usual cache, so HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE,
+HF_ENDPOINT and tokens (HF_TOKEN or a prior `hf auth login`) work as everywhere else.
+Only the files a conversion needs are fetched; an interrupted download resumes. The
+revision the user named (branch, tag or commit) is resolved to the commit that was
+actually downloaded, and that sha is what gets recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fnmatch
+import os
+import posixpath
+from pathlib import Path
+
+from litert.errors import LitertError
+
+# What a conversion reads; everything else in a repository (README, images, other
+# formats) is left on the Hub.
+NEEDED = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "model.safetensors.index.json",
+    "*.safetensors",
+)
+PICKLES = ("*.bin", "*.pt", "*.pth", "pytorch_model.bin.index.json")
+
+
+@dataclasses.dataclass
+class Download:
+    path: Path
+    """The snapshot directory in the Hugging Face cache."""
+    commit: str
+    """The commit sha that was downloaded."""
+
+
+def _safe_name(name: str) -> bool:
+    """A repository file name that stays inside the snapshot directory."""
+    if not name or name.startswith(("/", "\\")) or "\\" in name or ":" in name:
+        return False
+    norm = posixpath.normpath(name)
+    return not (norm.startswith("..") or norm.startswith("/") or "/../" in f"/{norm}/")
+
+
+def wanted(files: list[str], allow_pickle: bool) -> list[str]:
+    """The repository files a conversion needs."""
+    patterns = NEEDED + (PICKLES if allow_pickle else ())
+    chosen = [f for f in files if "/" not in f and any(fnmatch.fnmatch(f, p) for p in patterns)]
+    bad = [f for f in files if not _safe_name(f)]
+    if bad:
+        raise LitertError(
+            f"the repository lists file names that escape the download directory: {', '.join(bad[:3])}",
+            "do not use this repository",
+        )
+    return chosen
+
+
+def _hub_error(exc: Exception, repo_id: str, revision: str | None) -> LitertError:
+    from huggingface_hub import errors
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if isinstance(exc, errors.GatedRepoError):
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        refused = status == 403
+        return LitertError(
+            f"{repo_id} is a gated repository and "
+            + ("the token you provided was refused" if refused else "no token was provided"),
+            f"accept the licence on {endpoint}/{repo_id} and provide a token with access "
+            "(HF_TOKEN=... or `hf auth login`)",
+        )
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return LitertError(
+            f"revision {revision!r} does not exist in {repo_id}",
+            "pass a branch, tag or commit sha that exists (see the repository's files and versions)",
+        )
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return LitertError(
+            f"repository {repo_id} was not found on the Hub",
+            "check the id for a typo; if it is private, provide a token (HF_TOKEN=... or `hf auth login`)",
+        )
+    if isinstance(exc, errors.OfflineModeIsEnabled | errors.LocalEntryNotFoundError):
+        return LitertError(
+            f"{repo_id} is not in the local Hugging Face cache and downloading is not possible (offline)",
+            "connect once to download it (unset HF_HUB_OFFLINE), or pass a local checkpoint directory",
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return LitertError(
+            f"the disk filled up while downloading {repo_id}",
+            "free some space, or point HF_HOME at a larger disk",
+        )
+    return LitertError(
+        f"downloading {repo_id} from {endpoint} failed: {type(exc).__name__}: {exc}",
+        "check the network (or set HF_HUB_OFFLINE=1 to use the cache only)",
+    )
+
+
+def offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def download(repo_id: str, revision: str | None = None, allow_pickle: bool = False) -> Download:
+    """Fetch the files a conversion of `repo_id` needs; return the snapshot and its commit."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    try:
+        if offline():
+            path = Path(
+                snapshot_download(repo_id, revision=revision, local_files_only=True, allow_patterns=list(NEEDED))
+            )
+            return Download(path=path, commit=path.name)
+        info = HfApi().model_info(repo_id, revision=revision)
+        files = [s.rfilename for s in info.siblings or []]
+        chosen = wanted(files, allow_pickle)
+        if not any(f.endswith(".safetensors") for f in chosen):
+            pickles = [f for f in files if any(fnmatch.fnmatch(f, p) for p in PICKLES)]
+            if pickles and not allow_pickle:
+                raise LitertError(
+                    f"{repo_id} has only pickle weights ({', '.join(pickles[:3])}); litert does not load pickles "
+                    "by default, since unpickling can run arbitrary code",
+                    "if you trust the repository, pass --allow-pickle (tensors are then loaded with "
+                    "torch.load(weights_only=True))",
+                )
+            if not pickles:
+                raise LitertError(f"{repo_id} has no model weights (*.safetensors)", "check the repository id")
+        # Download by the name the user gave, so the cache also learns which commit that
+        # branch or tag points to (offline runs resolve it later); the snapshot directory
+        # is named by the commit actually downloaded.
+        path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=chosen))
+        return Download(path=path, commit=path.name)
+    except LitertError:
+        raise
+    except Exception as exc:
+        raise _hub_error(exc, repo_id, revision) from exc

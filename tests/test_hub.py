@@ -1,0 +1,260 @@
+"""Hub sources, end to end: the real `huggingface_hub` client, real HTTP, a loopback Hub.
+
+`HF_ENDPOINT` points at a server on 127.0.0.1 serving the tiny checkpoints of both
+plugins; every request it receives is counted."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hubserver import FakeHub, read_dir
+
+from conftest import FAST, PARIS_PROMPT, run_cli
+
+QWEN = "litert-test/Qwen3-tiny"
+GEMMA = "google/gemma3-tiny-it"
+GOOD_TOKEN = "hf_test_token_with_access"  # a token of the loopback server only
+PADDED = "litert-test/Qwen3-tiny-padded"
+
+
+@pytest.fixture(scope="module")
+def hub(tiny_qwen3: Path, tiny_gemma3: Path):
+    hub = FakeHub().start()
+    qwen_files = read_dir(tiny_qwen3)
+    qwen_files["README.md"] = b"# Qwen3-tiny\n"
+    qwen_files["logo.png"] = b"\x89PNG not needed for conversion"
+    hub.add_repo(QWEN, qwen_files, tags=("v1.0",))
+    hub.add_repo(GEMMA, read_dir(tiny_gemma3), gated=True, tokens=(GOOD_TOKEN,))
+
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = {k: v for k, v in read_dir(tiny_qwen3).items() if k != "model.safetensors"}
+    buf = io.BytesIO()
+    torch.save(load_file(str(tiny_qwen3 / "model.safetensors")), buf)
+    pickled["pytorch_model.bin"] = buf.getvalue()
+    hub.add_repo("litert-test/pickle-only", pickled)
+    hub.add_repo("litert-test/no-weights", {k: v for k, v in read_dir(tiny_qwen3).items() if k != "model.safetensors"})
+    # Weights padded with an unused 12 MB tensor, big enough for a resumable transfer.
+    from safetensors.torch import save
+
+    state = load_file(str(tiny_qwen3 / "model.safetensors"))
+    state["unused.padding"] = torch.zeros(3_000_000)
+    padded = read_dir(tiny_qwen3)
+    padded["model.safetensors"] = save(state, metadata={"format": "pt"})
+    hub.add_repo(PADDED, padded)
+    escaping = read_dir(tiny_qwen3)
+    escaping["../../outside.safetensors"] = b"x"
+    hub.add_repo("litert-test/escaping", escaping)
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hf-home")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("litert-home")
+
+
+def hub_env(hub: FakeHub, hf_home: Path, **extra: str | None) -> dict[str, str | None]:
+    env: dict[str, str | None] = {
+        "HF_ENDPOINT": hub.url,
+        "HF_HOME": str(hf_home),
+        "HF_TOKEN": None,
+        "HF_HUB_OFFLINE": None,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_XET": "1",
+    }
+    env.update(extra)
+    return env
+
+
+def one_error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def converted(hub: FakeHub, hf_home: Path, home: Path) -> dict:
+    """`litert convert litert-test/Qwen3-tiny` once, with the parity check."""
+    hub.reset_counts()
+    result = run_cli("convert", QWEN, *FAST, home=home, env=hub_env(hub, hf_home))
+    assert result.returncode == 0, result.stderr
+    return {"result": result, "requests": list(hub.requests)}
+
+
+def test_convert_by_hub_id(converted: dict, hub: FakeHub, home: Path) -> None:
+    result = converted["result"]
+    sha = hub.repos[QWEN].refs["main"]
+    assert f"Downloading {QWEN}" in result.stderr
+    assert f"commit {sha}" in result.stderr
+    assert result.stdout.strip().splitlines()[-1].endswith("— pass")  # parity against the downloaded checkpoint
+    entry = json.loads((home / "models.json").read_text())["models"][QWEN]
+    assert entry["revision"] == sha
+    assert entry["source"] == QWEN
+    bundle = Path(entry["path"])
+    assert bundle == home / "models" / "litert-test" / "Qwen3-tiny.litertlm"
+    assert bundle.is_file()
+    from litert.bundle import read_bundle
+
+    assert read_bundle(bundle).summary["revision"] == sha
+    # Only what a conversion needs was fetched: no README, no images.
+    fetched = {p.rsplit("/", 1)[-1] for m, p, _ in converted["requests"] if m == "GET" and "/resolve/" in p}
+    assert "README.md" not in fetched and "logo.png" not in fetched
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= fetched
+
+
+def test_run_hub_id_after_convert(converted: dict, hub: FakeHub, hf_home: Path, home: Path) -> None:
+    hub.reset_counts()
+    result = run_cli("run", QWEN, "--temperature", "0", input=PARIS_PROMPT + "\n", home=home, env=hub_env(hub, hf_home))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "The capital of France is Paris."
+    assert hub.count() == 0  # the stored bundle is used; nothing is asked of the Hub
+
+
+def test_second_convert_reuses_the_cache(converted: dict, hub: FakeHub, hf_home: Path, tmp_path: Path) -> None:
+    hub.reset_counts()
+    result = run_cli("convert", QWEN, *FAST, "--no-verify", home=tmp_path / "home", env=hub_env(hub, hf_home))
+    assert result.returncode == 0, result.stderr
+    assert hub.count("GET", "/resolve/") == 0, hub.requests  # no file downloaded again
+
+
+def test_offline_converts_from_cache(converted: dict, hub: FakeHub, hf_home: Path, tmp_path: Path) -> None:
+    hub.reset_counts()
+    env = hub_env(hub, hf_home, HF_HUB_OFFLINE="1")
+    result = run_cli("convert", QWEN, *FAST, "--no-verify", home=tmp_path / "home", env=env)
+    assert result.returncode == 0, result.stderr
+    assert hub.count() == 0
+    entry = json.loads((tmp_path / "home" / "models.json").read_text())["models"][QWEN]
+    assert entry["revision"] == hub.repos[QWEN].refs["main"]
+
+
+def test_offline_with_nothing_cached(hub: FakeHub, tmp_path: Path) -> None:
+    env = hub_env(hub, tmp_path / "empty-hf", HF_HUB_OFFLINE="1")
+    line = one_error_line(run_cli("convert", QWEN, home=tmp_path / "home", env=env))
+    assert "not in the local Hugging Face cache" in line and "offline" in line
+
+
+def test_revision_tag_is_pinned_to_its_commit(hub: FakeHub, hf_home: Path, tmp_path: Path) -> None:
+    result = run_cli(
+        "convert", QWEN, *FAST, "--no-verify", "--revision", "v1.0", home=tmp_path / "home", env=hub_env(hub, hf_home)
+    )
+    assert result.returncode == 0, result.stderr
+    entry = json.loads((tmp_path / "home" / "models.json").read_text())["models"][QWEN]
+    assert entry["requested_revision"] == "v1.0"
+    assert re.fullmatch(r"[0-9a-f]{40}", entry["revision"]) and entry["revision"] == hub.repos[QWEN].refs["v1.0"]
+    # `run --revision` finds it by the tag and by the commit.
+    for rev in ("v1.0", entry["revision"][:10]):
+        run = run_cli("run", QWEN, "--revision", rev, "-p", PARIS_PROMPT, "--temperature", "0",
+                      home=tmp_path / "home", env=hub_env(hub, hf_home))  # fmt: skip
+        assert run.returncode == 0 and "Paris" in run.stdout, run.stderr
+
+
+def test_revision_not_found(hub: FakeHub, hf_home: Path, tmp_path: Path) -> None:
+    line = one_error_line(
+        run_cli("convert", QWEN, "--revision", "v9.9", home=tmp_path / "home", env=hub_env(hub, hf_home))
+    )
+    assert "revision 'v9.9' does not exist" in line
+
+
+def test_repository_not_found(hub: FakeHub, hf_home: Path, tmp_path: Path) -> None:
+    line = one_error_line(
+        run_cli("convert", "litert-test/Qwen3-tinny", home=tmp_path / "home", env=hub_env(hub, hf_home))
+    )
+    assert "was not found" in line and "typo" in line and "private" in line
+
+
+@pytest.mark.parametrize(("token", "words"), [(None, "no token was provided"), ("hf_wrong", "was refused")])
+def test_gated_repo_without_access(token, words: str, hub: FakeHub, tmp_path: Path) -> None:
+    env = hub_env(hub, tmp_path / "hf", HF_TOKEN=token)
+    result = run_cli("convert", GEMMA, home=tmp_path / "home", env=env)
+    line = one_error_line(result)
+    assert "gated" in line and words in line and "accept the licence" in line
+    if token:
+        assert token not in result.stderr + result.stdout  # never print secrets
+
+
+def test_gated_repo_with_a_token(hub: FakeHub, tmp_path: Path) -> None:
+    env = hub_env(hub, tmp_path / "hf", HF_TOKEN=GOOD_TOKEN)
+    result = run_cli("convert", GEMMA, *FAST, "--no-verify", home=tmp_path / "home", env=env)
+    assert result.returncode == 0, result.stderr
+    assert GOOD_TOKEN not in result.stderr + result.stdout
+    run = run_cli("run", GEMMA, "-p", PARIS_PROMPT, "--temperature", "0", home=tmp_path / "home", env=env)
+    assert run.stdout.strip() == "The capital of France is Paris.", run.stderr
+
+
+def test_interrupted_download_resumes(hub: FakeHub, tmp_path: Path) -> None:
+    # huggingface_hub writes downloads in 10 MiB chunks and, when the connection drops,
+    # resumes from what it has written with a Range request. The padded repository's
+    # weights are 12 MB; the server breaks the first transfer off at 11 MB.
+    hub.reset_counts()
+    hub.cut["model.safetensors"] = 11_000_000
+    env = hub_env(hub, tmp_path / "hf")
+    result = run_cli("convert", PADDED, *FAST, "--no-verify", home=tmp_path / "home", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "model.safetensors" not in hub.cut  # the cut happened
+    assert hub.ranged("Qwen3-tiny-padded/resolve/") == [f"bytes={10 * 1024 * 1024}-"]
+    done = list((tmp_path / "hf").rglob("snapshots/*/model.safetensors"))
+    assert (
+        done and done[0].read_bytes() == hub.repos[PADDED].commits[hub.repos[PADDED].refs["main"]]["model.safetensors"]
+    )
+
+
+def test_pickle_only_repo_is_refused_with_the_flag_named(hub: FakeHub, tmp_path: Path) -> None:
+    env = hub_env(hub, tmp_path / "hf")
+    line = one_error_line(run_cli("convert", "litert-test/pickle-only", home=tmp_path / "home", env=env))
+    assert "pickle" in line and "--allow-pickle" in line
+    assert hub.count("GET", "pickle-only/resolve/pytorch_model.bin") == 0  # not even downloaded
+    result = run_cli("convert", "litert-test/pickle-only", *FAST, "--allow-pickle", home=tmp_path / "home", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("— pass")
+
+
+def test_repo_without_weights(hub: FakeHub, tmp_path: Path) -> None:
+    line = one_error_line(
+        run_cli("convert", "litert-test/no-weights", home=tmp_path / "home", env=hub_env(hub, tmp_path / "hf"))
+    )
+    assert "no model weights" in line
+
+
+def test_file_names_escaping_the_cache_are_refused(hub: FakeHub, tmp_path: Path) -> None:
+    result = run_cli("convert", "litert-test/escaping", home=tmp_path / "home", env=hub_env(hub, tmp_path / "hf"))
+    line = one_error_line(result)
+    assert "escape" in line
+    assert hub.count("GET", "escaping/resolve/") == 0
+    assert not (tmp_path / "outside.safetensors").exists()
+
+
+def test_run_converts_a_hub_id_first(hub: FakeHub, tmp_path: Path) -> None:
+    env = hub_env(hub, tmp_path / "hf")
+    result = run_cli("run", QWEN, "-p", PARIS_PROMPT, "--temperature", "0", home=tmp_path / "home", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "No stored bundle for litert-test/Qwen3-tiny; converting it first." in result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "The capital of France is Paris."
+
+
+def test_models_list_and_rm(converted: dict, hub: FakeHub, home: Path) -> None:
+    listing = run_cli("models", "list", home=home)
+    assert listing.returncode == 0
+    header, *rows = listing.stdout.splitlines()
+    assert header.split()[:6] == ["NAME", "SOURCE", "REVISION", "QUANTIZE", "SIZE", "PARITY"]
+    row = next(r for r in rows if r.startswith(QWEN))
+    assert hub.repos[QWEN].refs["main"][:12] in row and "pass" in row
+    data = json.loads(run_cli("models", "list", "--json", home=home).stdout)
+    bundle = Path(data[QWEN]["path"])
+    removed = run_cli("models", "rm", QWEN, home=home)
+    assert removed.returncode == 0 and not bundle.exists()
+    assert QWEN not in json.loads(run_cli("models", "list", "--json", home=home).stdout)
+    again = run_cli("models", "rm", QWEN, home=home)
+    assert again.returncode == 1 and "no stored model named" in again.stderr
