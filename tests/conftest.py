@@ -16,6 +16,9 @@ PARIS_PROMPT = "What is the capital of France?"
 # Small export settings keep conversions in tests fast; the defaults are tested in
 # test_plan (without exporting), and full-size runs belong in benchmarks.
 FAST = ("--prefill-lengths", "8,64", "--kv-cache-max-len", "256")
+# One prefill signature and a small cache, for tests about something other than the export
+# (prompts longer than 8 tokens are prefilled in chunks by the runtime).
+SMALLEST = ("--prefill-lengths", "8", "--kv-cache-max-len", "128")
 
 
 def run_cli(

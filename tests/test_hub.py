@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hubserver import FakeHub, read_dir
 
-from conftest import FAST, PARIS_PROMPT, run_cli
+from conftest import PARIS_PROMPT, SMALLEST, run_cli
 
 QWEN = "litert-test/Qwen3-tiny"
 GEMMA = "google/gemma3-tiny-it"
@@ -89,7 +89,7 @@ def one_error_line(result) -> str:
 def converted(hub: FakeHub, hf_home: Path, home: Path) -> dict:
     """`litert convert litert-test/Qwen3-tiny` once, with the parity check."""
     hub.reset_counts()
-    result = run_cli("convert", QWEN, *FAST, home=home, env=hub_env(hub, hf_home))
+    result = run_cli("convert", QWEN, *SMALLEST, home=home, env=hub_env(hub, hf_home))
     assert result.returncode == 0, result.stderr
     return {"result": result, "requests": list(hub.requests)}
 
@@ -125,7 +125,7 @@ def test_run_hub_id_after_convert(converted: dict, hub: FakeHub, hf_home: Path, 
 
 def test_second_convert_reuses_the_cache(converted: dict, hub: FakeHub, hf_home: Path, tmp_path: Path) -> None:
     hub.reset_counts()
-    result = run_cli("convert", QWEN, *FAST, "--no-verify", home=tmp_path / "home", env=hub_env(hub, hf_home))
+    result = run_cli("convert", QWEN, *SMALLEST, "--no-verify", home=tmp_path / "home", env=hub_env(hub, hf_home))
     assert result.returncode == 0, result.stderr
     assert hub.count("GET", "/resolve/") == 0, hub.requests  # no file downloaded again
 
@@ -133,7 +133,7 @@ def test_second_convert_reuses_the_cache(converted: dict, hub: FakeHub, hf_home:
 def test_offline_converts_from_cache(converted: dict, hub: FakeHub, hf_home: Path, tmp_path: Path) -> None:
     hub.reset_counts()
     env = hub_env(hub, hf_home, HF_HUB_OFFLINE="1")
-    result = run_cli("convert", QWEN, *FAST, "--no-verify", home=tmp_path / "home", env=env)
+    result = run_cli("convert", QWEN, *SMALLEST, "--no-verify", home=tmp_path / "home", env=env)
     assert result.returncode == 0, result.stderr
     assert hub.count() == 0
     entry = json.loads((tmp_path / "home" / "models.json").read_text())["models"][QWEN]
@@ -148,7 +148,14 @@ def test_offline_with_nothing_cached(hub: FakeHub, tmp_path: Path) -> None:
 
 def test_revision_tag_is_pinned_to_its_commit(hub: FakeHub, hf_home: Path, tmp_path: Path) -> None:
     result = run_cli(
-        "convert", QWEN, *FAST, "--no-verify", "--revision", "v1.0", home=tmp_path / "home", env=hub_env(hub, hf_home)
+        "convert",
+        QWEN,
+        *SMALLEST,
+        "--no-verify",
+        "--revision",
+        "v1.0",
+        home=tmp_path / "home",
+        env=hub_env(hub, hf_home),
     )
     assert result.returncode == 0, result.stderr
     entry = json.loads((tmp_path / "home" / "models.json").read_text())["models"][QWEN]
@@ -187,7 +194,7 @@ def test_gated_repo_without_access(token, words: str, hub: FakeHub, tmp_path: Pa
 
 def test_gated_repo_with_a_token(hub: FakeHub, tmp_path: Path) -> None:
     env = hub_env(hub, tmp_path / "hf", HF_TOKEN=GOOD_TOKEN)
-    result = run_cli("convert", GEMMA, *FAST, "--no-verify", home=tmp_path / "home", env=env)
+    result = run_cli("convert", GEMMA, *SMALLEST, "--no-verify", home=tmp_path / "home", env=env)
     assert result.returncode == 0, result.stderr
     assert GOOD_TOKEN not in result.stderr + result.stdout
     run = run_cli("run", GEMMA, "-p", PARIS_PROMPT, "--temperature", "0", home=tmp_path / "home", env=env)
@@ -201,7 +208,7 @@ def test_interrupted_download_resumes(hub: FakeHub, tmp_path: Path) -> None:
     hub.reset_counts()
     hub.cut["model.safetensors"] = 11_000_000
     env = hub_env(hub, tmp_path / "hf")
-    result = run_cli("convert", PADDED, *FAST, "--no-verify", home=tmp_path / "home", env=env)
+    result = run_cli("convert", PADDED, *SMALLEST, "--no-verify", home=tmp_path / "home", env=env)
     assert result.returncode == 0, result.stderr
     assert "model.safetensors" not in hub.cut  # the cut happened
     assert hub.ranged("Qwen3-tiny-padded/resolve/") == [f"bytes={10 * 1024 * 1024}-"]
@@ -216,7 +223,7 @@ def test_pickle_only_repo_is_refused_with_the_flag_named(hub: FakeHub, tmp_path:
     line = one_error_line(run_cli("convert", "litert-test/pickle-only", home=tmp_path / "home", env=env))
     assert "pickle" in line and "--allow-pickle" in line
     assert hub.count("GET", "pickle-only/resolve/pytorch_model.bin") == 0  # not even downloaded
-    result = run_cli("convert", "litert-test/pickle-only", *FAST, "--allow-pickle", home=tmp_path / "home", env=env)
+    result = run_cli("convert", "litert-test/pickle-only", *SMALLEST, "--allow-pickle", home=tmp_path / "home", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("— pass")
 

@@ -10,10 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, run_cli
-
-# One prefill signature and a small cache: the broken-bundle cases only need to be caught.
-SMALLEST = ("--prefill-lengths", "8", "--kv-cache-max-len", "128")
+from conftest import FAST, SMALLEST, run_cli
 
 
 def _verify_json(checkpoint: Path, bundle: Path, home: Path) -> tuple[int, dict]:
@@ -65,7 +62,7 @@ def test_dynamic_int8_gemma3_bundle_passes_its_thresholds(tmp_path: Path) -> Non
     import litert_gemma3
 
     out = tmp_path / "g8.litertlm"
-    result = run_cli("convert", litert_gemma3.TINY_CHECKPOINT, *FAST, "-o", out, home=tmp_path / "home")
+    result = run_cli("convert", litert_gemma3.TINY_CHECKPOINT, *SMALLEST, "-o", out, home=tmp_path / "home")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1].endswith("(dynamic_int8) — pass")
     code, report = _verify_json(litert_gemma3.TINY_CHECKPOINT, out, tmp_path / "home")
