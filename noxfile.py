@@ -36,7 +36,7 @@ def demo(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The full test suite, against the really installed packages."""
-    install_project(session, "pytest")
+    install_project(session, "pytest", "setuptools")
     session.run("pytest", *(session.posargs or ["tests"]))
 
 

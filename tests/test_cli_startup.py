@@ -59,7 +59,7 @@ def test_plugins_list_table(tmp_path) -> None:
     result = run_cli("plugins", "list", home=tmp_path)
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["NAME", "VERSION", "DISTRIBUTION", "STATUS", "FAMILIES", "ENTRY", "POINT"]
+    assert header.split() == ["NAME", "VERSION", "DISTRIBUTION", "STATUS", "FAMILIES", "CORE", "ENTRY", "POINT"]
     assert any(row.split()[:4] == ["qwen3", "0.1.0", "litert-qwen3", "ok"] for row in rows)
 
 

@@ -390,9 +390,14 @@ def plugins_list(
     if not records:
         print("No litert plugins installed. Install one, e.g.: pip install litert-qwen3")
         return
-    rows = [("NAME", "VERSION", "DISTRIBUTION", "STATUS", "FAMILIES", "ENTRY POINT")]
+    rows = [("NAME", "VERSION", "DISTRIBUTION", "STATUS", "FAMILIES", "CORE", "ENTRY POINT")]
     for r in records:
-        rows.append((r.name, r.version, r.distribution, r.status, ",".join(r.families) or "-", r.entry_point))
+        rows.append(
+            (
+                r.name, r.version, r.distribution, r.status, ",".join(r.families) or "-",
+                r.requires_core or "-", r.entry_point,
+            )
+        )  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

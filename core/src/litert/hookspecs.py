@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 PROJECT_NAME = "litert"
 PLUGIN_API_VERSION = 1
 """Bumped when the hook contract changes incompatibly."""
+SUPPORTED_API_VERSIONS = frozenset({1})
+"""Plugin API versions this core loads."""
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.metadata
+import os
 import sys
 from collections.abc import Iterable
 from types import ModuleType
@@ -34,11 +35,14 @@ class PluginRecord:
     version: str
     entry_point: str
     status: str = "ok"
-    """ok, failed or duplicate."""
+    """ok, failed (import or hook validation), blocked (allow/deny lists), incompatible
+    (plugin API version), or duplicate (two entry points with one name)."""
     error: str | None = None
     families: tuple[str, ...] = ()
     architectures: tuple[str, ...] = ()
     api_version: int | None = None
+    requires_core: str | None = None
+    """The distribution's requirement on litert, e.g. "litert==0.1.0"."""
     hooks: tuple[str, ...] = ()
     module: ModuleType | None = dataclasses.field(default=None, repr=False)
 
@@ -58,8 +62,28 @@ class PluginRecord:
             "families": list(self.families),
             "architectures": list(self.architectures),
             "api_version": self.api_version,
+            "requires_core": self.requires_core,
             "hooks": list(self.hooks),
         }
+
+
+def _env_list(name: str) -> set[str] | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def _core_requirement(dist: importlib.metadata.Distribution | None) -> str | None:
+    """The plugin distribution's requirement on litert, e.g. "litert==0.1.0"."""
+    if dist is None:
+        return None
+    for req in dist.requires or ():
+        head = req.split(";")[0].strip()
+        name = head.replace(" ", "")
+        if name == "litert" or (name.startswith("litert") and name[6:7] in "<>=!~("):
+            return head.replace(" ", "")
+    return None
 
 
 class PluginSet:
@@ -69,40 +93,79 @@ class PluginSet:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.records: list[PluginRecord] = []
-        for ep in entry_points:
-            self.records.append(self._load(ep))
+        eps = list(entry_points)
+        allow = _env_list("LITERT_LOAD_PLUGINS")
+        deny = _env_list("LITERT_DISABLE_PLUGINS") or set()
+        by_name: dict[str, list[importlib.metadata.EntryPoint]] = {}
+        for ep in eps:
+            by_name.setdefault(ep.name, []).append(ep)
+        for ep in eps:
+            record = self._record(ep)
+            if (allow is not None and ep.name not in allow) or ep.name in deny:
+                record.status = "blocked"
+                record.error = (
+                    "not in LITERT_LOAD_PLUGINS" if allow is not None and ep.name not in allow
+                    else "listed in LITERT_DISABLE_PLUGINS"
+                )  # fmt: skip
+            elif len(by_name[ep.name]) > 1:
+                others = sorted({self._dist_name(e) for e in by_name[ep.name]})
+                record.status = "duplicate"
+                record.error = (
+                    f"entry point name {ep.name!r} is registered by {' and '.join(others)}; uninstall one of them"
+                )
+            else:
+                self._load(ep, record)
+            self.records.append(record)
 
-    def _load(self, ep: importlib.metadata.EntryPoint) -> PluginRecord:
+    @staticmethod
+    def _dist_name(ep: importlib.metadata.EntryPoint) -> str:
         dist = getattr(ep, "dist", None)
-        record = PluginRecord(
+        return f"{dist.metadata['Name']} {dist.version}" if dist is not None else "?"
+
+    def _record(self, ep: importlib.metadata.EntryPoint) -> PluginRecord:
+        dist = getattr(ep, "dist", None)
+        return PluginRecord(
             name=ep.name,
             distribution=dist.metadata["Name"] if dist is not None else "?",
             version=dist.version if dist is not None else "?",
             entry_point=ep.value,
+            requires_core=_core_requirement(dist),
         )
-        if any(r.name == ep.name and r.status == "ok" for r in self.records):
-            other = next(r for r in self.records if r.name == ep.name)
-            record.status = "duplicate"
-            record.error = f"entry point name {ep.name!r} is already used by {other.distribution}"
-            return record
+
+    def _load(self, ep: importlib.metadata.EntryPoint, record: PluginRecord) -> None:
         try:
             module = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the CLI down
+            record.status = "failed"
+            record.error = f"import failed: {type(exc).__name__}: {exc}"
+            return
+        manifest = getattr(module, "LITERT_PLUGIN", None)
+        if not isinstance(manifest, PluginManifest):
+            record.status = "incompatible"
+            record.error = "declares no LITERT_PLUGIN = litert.PluginManifest(...), so no plugin API version"
+            return
+        record.families = tuple(manifest.families)
+        record.architectures = tuple(manifest.architectures)
+        record.api_version = manifest.api_version
+        if manifest.api_version not in hookspecs.SUPPORTED_API_VERSIONS:
+            record.status = "incompatible"
+            supported = ", ".join(map(str, sorted(hookspecs.SUPPORTED_API_VERSIONS)))
+            record.error = (
+                f"written for plugin API {manifest.api_version}; this litert supports {supported} "
+                f"(upgrade {'litert' if manifest.api_version > hookspecs.PLUGIN_API_VERSION else record.distribution})"
+            )
+            return
+        try:
             self.pm.register(module, name=ep.name)
             self.pm.check_pending()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the CLI down
+        except Exception as exc:  # noqa: BLE001 - e.g. a misspelled or mistyped hook
             if self.pm.has_plugin(ep.name):
                 self.pm.unregister(name=ep.name)
             record.status = "failed"
             record.error = f"{type(exc).__name__}: {exc}"
-            return record
+            return
         record.module = module
-        manifest = record.manifest
-        if manifest is not None:
-            record.families = tuple(manifest.families)
-            record.architectures = tuple(manifest.architectures)
-            record.api_version = manifest.api_version
         record.hooks = tuple(sorted(impl.name for impl in self.pm.get_hookcallers(module) or ()))
-        return record
 
     def loaded(self) -> list[PluginRecord]:
         return [r for r in self.records if r.status == "ok"]
@@ -154,9 +217,11 @@ class PluginSet:
             claims = chosen
         if not claims:
             guess = (checkpoint.model_type or "FAMILY").split("_")[0]
+            broken = [f"{r.name} ({r.status})" for r in self.records if r.status != "ok"]
             raise LitertError(
                 f"no installed plugin converts {checkpoint.source or checkpoint.path} (architecture: {arch}); "
-                f"installed families: {', '.join(self.families()) or 'none'}",
+                f"installed families: {', '.join(self.families()) or 'none'}"
+                + (f"; not loaded: {', '.join(broken)}" if broken else ""),
                 f"install the family plugin, e.g. `pip install litert-{guess}`",
             )
         if len(claims) > 1:
@@ -176,13 +241,19 @@ def get_plugins() -> PluginSet:
     global _PLUGINS
     if _PLUGINS is None:
         eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-        _PLUGINS = PluginSet(sorted(eps, key=lambda e: e.name))
-        for rec in _PLUGINS.records:
-            if rec.status != "ok":
-                print(
-                    f"warning: plugin {rec.name!r} ({rec.distribution} {rec.version}) {rec.status}: {rec.error}",
-                    file=sys.stderr,
-                )
+        plugins = PluginSet(sorted(eps, key=lambda e: (e.name, e.value)))
+        problems = [r for r in plugins.records if r.status not in ("ok", "blocked")]
+        if problems and os.environ.get("LITERT_STRICT_PLUGINS", "") not in ("", "0"):
+            raise LitertError(
+                "; ".join(f"plugin {r.name!r} ({r.distribution} {r.version}) {r.status}: {r.error}" for r in problems),
+                "LITERT_STRICT_PLUGINS is set: fix or uninstall the plugin, or unset it",
+            )
+        for rec in problems:
+            print(
+                f"warning: plugin {rec.name!r} ({rec.distribution} {rec.version}) {rec.status}: {rec.error}",
+                file=sys.stderr,
+            )
+        _PLUGINS = plugins
     return _PLUGINS
 
 
