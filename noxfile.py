@@ -37,7 +37,7 @@ def demo(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The full test suite, against the really installed packages."""
     install_project(session, "pytest", "setuptools")
-    session.run("pytest", *(session.posargs or ["tests"]))
+    session.run("pytest", *(session.posargs or ["tests", "plugins/litert_qwen3/tests", "plugins/litert_gemma3/tests"]))
 
 
 @nox.session(python=PYTHON)

@@ -84,7 +84,7 @@ def stop_tokens(checkpoint: Checkpoint) -> tuple[str, ...]:
     return tuple(stops) or ("<|im_end|>",)
 
 
-def chat_template(checkpoint: Checkpoint) -> str | None:
+def runtime_chat_template(checkpoint: Checkpoint) -> str | None:
     """The checkpoint's own template, with history rendered as generated (see chat_template.py)."""
     from litert_qwen3.chat_template import stable_history_template
 
@@ -105,7 +105,7 @@ def prompt_format(claim: Claim) -> PromptFormat:
         system_suffix="<|im_end|>\n",
         stop_tokens=stop_tokens(ckpt),
         start_token=None,
-        chat_template=chat_template(ckpt),
+        chat_template=runtime_chat_template(ckpt),
         runtime_model_type="qwen3",
         reasoning_tags=("<think>", "</think>") if "<think>" in added else None,
     )

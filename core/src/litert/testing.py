@@ -1,0 +1,182 @@
+"""The plugin kit: a conformance suite any family plugin runs in its own test suite.
+
+In your plugin's tests (pytest loads this module as a plugin through litert's `pytest11`
+entry point, so the fixtures below are available everywhere):
+
+    import litert_myfamily
+    from litert.testing import PluginConformance
+
+    class TestMyFamily(PluginConformance):
+        plugin = "myfamily"                              # your entry-point name
+        checkpoint = litert_myfamily.TINY_CHECKPOINT     # a tiny checkpoint you ship
+        expected_answer = "Paris"                        # optional: a substring of the greedy answer
+
+It checks, against the plugin as really installed (through its entry point): that the
+plugin loads under the supported plugin API; that it claims its checkpoint and nobody else
+does; that it does not claim the other installed families' tiny checkpoints; that every
+hook returns a valid answer; that the checkpoint converts, runs in the LiteRT-LM runtime,
+and passes the parity check against transformers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from litert import hookspecs
+from litert.types import QUANTIZATION_RECIPES, ExportSettings, PromptFormat, SamplerDefaults, TokenizerAssets
+
+
+@pytest.fixture
+def litert_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated LITERT_HOME for one test."""
+    home = tmp_path / "litert-home"
+    monkeypatch.setenv("LITERT_HOME", str(home))
+    return home
+
+
+def _plugins() -> Any:
+    from litert.plugins import get_plugins
+
+    return get_plugins()
+
+
+class PluginConformance:
+    """Subclass with `plugin` and `checkpoint` set; every test below then runs for your plugin."""
+
+    plugin: ClassVar[str]
+    checkpoint: ClassVar[Path]
+    prompt: ClassVar[str] = "What is the capital of France?"
+    expected_answer: ClassVar[str | None] = None
+    # Small export settings: conformance is about correctness, not the production export.
+    settings: ClassVar[ExportSettings] = ExportSettings(prefill_lengths=(8,), kv_cache_max_len=128, quantize="none")
+
+    # -- loading -------------------------------------------------------------------------
+
+    def test_plugin_loads_through_its_entry_point(self) -> None:
+        rec = next((r for r in _plugins().records if r.name == self.plugin), None)
+        assert rec is not None, f"no entry point named {self.plugin!r} in group 'litert' is installed"
+        assert rec.status == "ok", f"{rec.status}: {rec.error}"
+        assert rec.api_version in hookspecs.SUPPORTED_API_VERSIONS
+        assert rec.families, "the manifest names no families"
+        missing = set(hookspecs.CONVERSION_HOOKS) - set(rec.hooks)
+        assert not missing, f"hooks not implemented: {sorted(missing)}"
+
+    # -- claiming ------------------------------------------------------------------------
+
+    def _claim(self, path: Path) -> tuple[str, Any]:
+        from litert.checkpoint import load_checkpoint
+
+        return _plugins().claim(load_checkpoint(path))
+
+    def test_claims_its_checkpoint_alone(self) -> None:
+        name, claim = self._claim(self.checkpoint)
+        assert name == self.plugin
+        rec = _plugins().record(self.plugin)
+        assert claim.family in rec.families
+
+    def test_does_not_claim_other_families(self) -> None:
+        from litert.checkpoint import load_checkpoint
+
+        plugins = _plugins()
+        others = [
+            r.manifest.tiny_checkpoint
+            for r in plugins.loaded()
+            if r.name != self.plugin and r.manifest is not None and r.manifest.tiny_checkpoint is not None
+        ]
+        mine = plugins.pm.subset_hook_caller(
+            "resolve_checkpoint",
+            remove_plugins=[p for n, p in plugins.pm.list_name_plugin() if n != self.plugin],
+        )
+        for path in others:
+            claims = [c for c in mine(checkpoint=load_checkpoint(path)) if c is not None]
+            assert not claims, f"{self.plugin} claims {path}, another family's checkpoint"
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def _call(self, hook: str, **kwargs: Any) -> Any:
+        _, claim = self._claim(self.checkpoint)
+        return _plugins().call(self.plugin, hook, claim=claim, **kwargs)
+
+    def test_export_config_is_valid(self) -> None:
+        settings = self._call("export_config")
+        assert isinstance(settings, ExportSettings)
+        assert settings.quantize in QUANTIZATION_RECIPES
+        settings.validate()
+
+    def test_tokenizer_assets_are_valid(self) -> None:
+        assets = self._call("tokenizer_assets")
+        assert isinstance(assets, TokenizerAssets)
+        assert assets.kind in ("hf_tokenizer_json", "sentencepiece")
+        assert assets.path.is_file()
+
+    def test_prompt_format_is_valid(self) -> None:
+        from litert import tokenizer
+
+        fmt = self._call("prompt_format")
+        assert isinstance(fmt, PromptFormat)
+        assert fmt.stop_tokens, "no stop tokens"
+        assets = self._call("tokenizer_assets")
+        tokenizer.token_ids(assets, fmt.stop_tokens)  # each stop token is one token
+        if fmt.start_token:
+            tokenizer.token_ids(assets, (fmt.start_token,))
+        assert fmt.model_prefix, "no model prefix: the runtime cannot prompt the model"
+
+    def test_sampler_defaults_are_valid(self) -> None:
+        sampler = self._call("sampler_defaults")
+        assert isinstance(sampler, SamplerDefaults)
+        sampler.validate()
+
+    def test_build_model_gives_a_litert_torch_model(self) -> None:
+        module = self._call("build_model", settings=self.settings)
+        assert getattr(module, "config", None) is not None, "the module has no litert-torch ModelConfig"
+        assert not module.training, "the model must be in eval mode"
+
+    # -- end to end ----------------------------------------------------------------------
+
+    @pytest.fixture(scope="class")
+    def converted(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+        import os
+
+        from litert.convert import ConvertOptions, convert
+
+        home = tmp_path_factory.mktemp("litert-kit-home")
+        old = os.environ.get("LITERT_HOME")
+        os.environ["LITERT_HOME"] = str(home)
+        try:
+            s = self.settings
+            yield convert(
+                str(self.checkpoint),
+                ConvertOptions(
+                    output=home / f"{self.plugin}.litertlm",
+                    family=None,
+                    quantize=s.quantize,
+                    prefill_lengths=s.prefill_lengths,
+                    kv_cache_max_len=s.kv_cache_max_len,
+                    verify=True,
+                ),
+            )
+        finally:
+            if old is None:
+                os.environ.pop("LITERT_HOME", None)
+            else:
+                os.environ["LITERT_HOME"] = old
+
+    def test_converts_and_passes_parity(self, converted: Any) -> None:
+        assert converted.path.is_file() and converted.size > 0
+        report = converted.parity
+        assert report is not None and report.passed, report.table() if report else "not verified"
+        assert dataclasses.asdict(converted.plan.settings)["quantize"] == self.settings.quantize
+
+    def test_runs_in_litert_lm(self, converted: Any) -> None:
+        from litert.runtime import Chat, RunOptions
+
+        with Chat(converted.path, RunOptions(temperature=0.0, max_tokens=32)) as chat:
+            answer = "".join(chat.send(self.prompt))
+        assert answer.strip(), "the model answered nothing"
+        if self.expected_answer is not None:
+            assert self.expected_answer in answer
