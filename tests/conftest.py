@@ -21,6 +21,28 @@ FAST = ("--prefill-lengths", "8,64", "--kv-cache-max-len", "256")
 SMALLEST = ("--prefill-lengths", "8", "--kv-cache-max-len", "128")
 
 
+def make_plugin_env(env_dir: Path, packages: list[Path]) -> Path:
+    """A venv that sees this test environment's packages and adds `packages`, installed
+    with pip as real distributions (entry points and all); returns its python."""
+    import site
+    import venv
+
+    venv.create(env_dir, with_pip=True)
+    py = env_dir / "bin" / "python"
+    own = subprocess.run([py, "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True, text=True)
+    base = site.getsitepackages()[0]
+    # Process the base environment's site dir (and its .pth files) after the venv's own.
+    Path(own.stdout.strip(), "zz_base_env.pth").write_text(f"import site; site.addsitedir({base!r})\n")
+    if packages:
+        result = subprocess.run(
+            [py, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+             *map(str, packages)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    return py
+
+
 def run_cli(
     *args: str | os.PathLike[str],
     home: Path,

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import site
 import subprocess
 import sys
 import textwrap
-import venv
 from pathlib import Path
 
 import pytest
 
-from conftest import SMALLEST
+from conftest import SMALLEST, make_plugin_env
 
 PACKAGES = {
     "litert-broken": ("broken", "litert_broken", "import not_a_module_that_exists\n"),
@@ -101,23 +99,9 @@ def _write_package(root: Path, dist: str, ep_name: str, module: str, code: str) 
 
 @pytest.fixture(scope="module")
 def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv that sees the test environment's packages and adds the plugin distributions."""
     root = tmp_path_factory.mktemp("plugin-env")
-    env_dir = root / "venv"
-    venv.create(env_dir, with_pip=True)
-    py = env_dir / "bin" / "python"
-    own = subprocess.run([py, "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True, text=True)
-    base = site.getsitepackages()[0]
-    # Process the base environment's site dir (and its .pth files) after the venv's own.
-    Path(own.stdout.strip(), "zz_base_env.pth").write_text(f"import site; site.addsitedir({base!r})\n")
-    pkgs = [str(_write_package(root / "src", d, e, m, c)) for d, (e, m, c) in PACKAGES.items()]
-    result = subprocess.run(
-        [py, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index", *pkgs],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    return py
+    pkgs = [_write_package(root / "src", d, e, m, c) for d, (e, m, c) in PACKAGES.items()]
+    return make_plugin_env(root / "venv", pkgs)
 
 
 def litert(py: Path, *args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:

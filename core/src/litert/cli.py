@@ -376,6 +376,23 @@ def models_rm(
     print(f"Removed {name}" + ("" if keep_file else f" ({path})"))
 
 
+@plugins_app.command("new")
+def plugins_new(
+    name: Annotated[str, typer.Argument(help="The family name, e.g. llama (the package is litert-NAME).")],
+    architecture: Annotated[
+        str, typer.Option(help="The config.json architecture the plugin claims.")
+    ] = "LlamaForCausalLM",
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create the package.")] = Path("."),
+    tiny: Annotated[bool, typer.Option("--tiny/--no-tiny", help="Build a tiny checkpoint for the package.")] = True,
+) -> None:
+    """Create a new family plugin package that installs and passes the plugin kit."""
+    from litert.scaffold import create
+
+    root = create(name, directory, architecture=architecture, build_tiny=tiny)
+    print(f"Created {root}")
+    print(f"Next: pip install -e {root} && pytest {root / 'tests'}   (see docs/writing-plugins.md)")
+
+
 @plugins_app.command("list")
 def plugins_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
