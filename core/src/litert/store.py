@@ -93,12 +93,6 @@ def entry_for(bundle: Path) -> dict[str, Any] | None:
     return next((e for e in load_index().values() if e.get("path") == target), None)
 
 
-def lookup(name: str) -> Path | None:
-    """The bundle stored under `name`, or None."""
-    entry = load_index().get(name)
-    return Path(entry["path"]) if entry else None
-
-
 def remove(name: str) -> dict[str, Any]:
     """Forget `name`; return its entry."""
     models = load_index()
