@@ -141,3 +141,17 @@ def test_int4_block_larger_than_the_model_dimensions(tmp_path: Path, tiny_qwen3:
         "convert", tiny_qwen3, *FAST, "--quantize", "dynamic_int4_block128", home=tmp_path / "home", cwd=tmp_path
     )
     _assert_clean_failure(result, tmp_path, "multiples of 128", "this model has 64", "dynamic_int4_block32")
+
+
+def test_not_enough_memory_stops_before_any_work(tmp_path: Path, tiny_qwen3: Path) -> None:
+    result = run_cli_env(tmp_path, tiny_qwen3, LITERT_MEMORY_LIMIT="1GB")
+    _assert_clean_failure(
+        result, tmp_path, "needs about 1.6 GB of memory and 1.0 GB is available", "LITERT_MEMORY_LIMIT"
+    )
+    assert "Building the model" not in result.stderr
+
+
+def run_cli_env(tmp_path: Path, ckpt: Path, extra: tuple[str, ...] = (), **env: str):
+    from conftest import SMALLEST
+
+    return run_cli("convert", ckpt, *SMALLEST, *extra, home=tmp_path / "home", cwd=tmp_path, env=env)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import time
@@ -36,6 +37,7 @@ def test_convert_output_reports_progress(tmp_path: Path, tiny_qwen3: Path) -> No
                   "[5/7] Writing", "[6/7] Storing as 'tiny-f32'", "[7/7] Verifying against transformers"):  # fmt: skip
         assert stage in result.stderr
     assert "qwen3 via litert-qwen3" in result.stderr
+    assert re.search(r"memory ~1\.6 GB of [\d.]+ GB available", result.stderr), result.stderr
     assert f"-> {out}" in result.stdout and f"{out.stat().st_size:,} bytes" in result.stdout
     assert "litert run tiny-f32" in result.stdout
     # Converter chatter stays out of the user's terminal.

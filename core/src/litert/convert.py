@@ -157,11 +157,15 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         progress.say(f"      commit {ckpt.revision} · {ckpt.path}")
     with progress.stage("Planning"):
         plan = plan_conversion(plugins, ckpt, options)
+        from litert.memory import check_memory
+
+        needed, available = check_memory(ckpt)
     rec = plugins.record(plan.plugin)
     s = plan.settings
     progress.say(
         f"      {plan.claim.family} via {rec.distribution} {rec.version} · {s.quantize} · "
-        f"prefill {','.join(map(str, s.prefill_lengths))} · KV cache {s.kv_cache_max_len}"
+        f"prefill {','.join(map(str, s.prefill_lengths))} · KV cache {s.kv_cache_max_len} · "
+        f"memory ~{needed / 1e9:.1f} GB" + (f" of {available / 1e9:.1f} GB available" if available else "")
     )
     name = options.name or checkpoint_lib.default_name(source, ckpt)
     output = options.output or default_output(name, from_hub)

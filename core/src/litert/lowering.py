@@ -6,6 +6,7 @@ external KV cache, quantized with the chosen recipe.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,11 @@ def check_block_quantization(module: Any, quantize: str) -> None:
         )
 
 
+# litert-torch's levers for time and memory; LITERT_CLASSIC_EXPORT=1 turns them off (the
+# benchmark's baseline).
+LIGHTWEIGHT = os.environ.get("LITERT_CLASSIC_EXPORT", "") in ("", "0")
+
+
 def export_tflite(module: Any, settings: ExportSettings, workdir: Path) -> Path:
     """Export `module` (a litert-torch generative model) into `workdir`; return the .tflite path."""
     import torch
@@ -54,15 +60,29 @@ def export_tflite(module: Any, settings: ExportSettings, workdir: Path) -> Path:
         mask_as_input=settings.mask_as_input,
         kvcache_layout=kv_utils.KV_LAYOUT_TRANSPOSED if settings.transpose_kv_cache else kv_utils.KV_LAYOUT_DEFAULT,
     )
+    # What upstream's converter.convert_to_tflite does, plus the levers it does not pass:
+    # lightweight_conversion and delete_in_memory_params (measured in docs/performance.md).
+    from litert_torch._convert import interface as converter_utils
+
+    torch._dynamo.config.cache_size_limit = 64
+    edge = converter_utils.Converter()
+    converter._add_signatures(
+        edge,
+        module,
+        list(settings.prefill_lengths),
+        settings.kv_cache_max_len,
+        None,
+        0,
+        config,
+        [None],
+        export_config,
+    )
     with torch.inference_mode(False):
-        path = converter.convert_to_tflite(
-            module,
-            output_path=str(workdir),
-            output_name_prefix="model",
-            prefill_seq_len=list(settings.prefill_lengths),
-            kv_cache_max_len=settings.kv_cache_max_len,
-            quantize=settings.quantize,
-            config=config,
-            export_config=export_config,
+        model = edge.convert(
+            quant_config=converter.get_quant_recipe_from_flag(settings.quantize, config),
+            lightweight_conversion=LIGHTWEIGHT,
+            delete_in_memory_params=LIGHTWEIGHT,
         )
-    return Path(path)
+    path = workdir / "model.tflite"
+    model.export(str(path))
+    return path

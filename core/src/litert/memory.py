@@ -1,0 +1,78 @@
+"""Pre-flight memory check: do not start a conversion the kernel will kill halfway.
+
+The estimate is linear in the parameter count read from the safetensors headers (no
+weights loaded), with the coefficients measured by the benchmark (docs/performance.md):
+the converter holds the fp32 model, the traced graphs and the quantized copy at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from litert.errors import LitertError
+from litert.types import Checkpoint
+from litert.weights import read_header, safetensors_files
+
+GB = 1000**3
+BASE_BYTES = 1.6 * GB
+"""torch, TensorFlow and litert-torch loaded, before any weight (measured on the tiny models)."""
+BYTES_PER_PARAM = 16
+"""Peak bytes per parameter of the lightweight export path (Qwen3-0.6B: 9.4 GB for 0.6B parameters)."""
+
+
+def parameter_count(checkpoint: Checkpoint) -> int:
+    total = 0
+    for path in safetensors_files(checkpoint):
+        if path.suffix != ".safetensors":
+            total += path.stat().st_size // 2  # pickles: assume 16-bit weights
+            continue
+        for key, info in read_header(path).items():
+            if key == "__metadata__":
+                continue
+            n = 1
+            for dim in info.get("shape", []):
+                n *= int(dim)
+            total += n
+    return total
+
+
+def estimate_peak_bytes(checkpoint: Checkpoint) -> int:
+    return int(BASE_BYTES + BYTES_PER_PARAM * parameter_count(checkpoint))
+
+
+def _parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*([\d.]+)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not m:
+        raise LitertError(f"LITERT_MEMORY_LIMIT={text!r} is not a size", "use e.g. LITERT_MEMORY_LIMIT=8GB")
+    scale = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}[m.group(2)]
+    return int(float(m.group(1)) * scale)
+
+
+def available_bytes() -> int | None:
+    """Memory available to a new conversion: LITERT_MEMORY_LIMIT if set, else MemAvailable."""
+    limit = os.environ.get("LITERT_MEMORY_LIMIT")
+    if limit:
+        return _parse_size(limit)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(checkpoint: Checkpoint) -> tuple[int, int | None]:
+    """Raise LitertError when the conversion would not fit; return (needed, available)."""
+    needed = estimate_peak_bytes(checkpoint)
+    available = available_bytes()
+    if available is not None and needed > available:
+        raise LitertError(
+            f"converting {checkpoint.source or checkpoint.path} needs about {needed / GB:.1f} GB of memory "
+            f"and {available / GB:.1f} GB is available",
+            "close other programs or convert on a machine with more memory (LITERT_MEMORY_LIMIT sets the "
+            "budget; the estimate is explained in docs/performance.md)",
+        )
+    return needed, available
