@@ -41,6 +41,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Full-size conversions against the upstream baselines (tens of minutes; not in CI)."""
+    install_project(session)
+    session.run("python", "bench/bench.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff format check and lint."""
     session.install(*CONSTRAINTS, "ruff")

@@ -1,0 +1,224 @@
+"""Conversion benchmark: full-size checkpoints (real configs, random weights), made locally.
+
+For each model it converts through `litert convert` (the lightweight export path) and, in
+the same run, the baselines: the classic generative-API flow (LITERT_CLASSIC_EXPORT=1:
+upstream's convert_to_tflite levers) and `litert-torch export_hf` with its defaults. It
+records wall time, peak RSS of the converting process tree, bundle bytes, prefill and
+decode tokens/s from `litert-lm benchmark`, the effective decode bandwidth against the
+machine's measured memory bandwidth, and the CLI start-up time. Results go to a JSON file
+and a markdown table with ratios against the baselines.
+
+    nox -s bench -- --models qwen3-0.6b --out bench/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TINY_QWEN3 = ROOT / "plugins" / "litert_qwen3" / "src" / "litert_qwen3" / "tiny" / "Qwen3-tiny"
+
+# Real configurations (config.json of the published checkpoints), weights random.
+CONFIGS = {
+    "qwen3-0.6b": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+                       num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
+    "qwen3-1.7b": dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
+                       num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
+    "qwen3-4b": dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                     num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
+}  # fmt: skip
+REFERENCE = ("--prefill-lengths", "8,64,128,256,512,1024", "--kv-cache-max-len", "1280", "--quantize", "dynamic_int8")
+
+
+def make_checkpoint(name: str, dest: Path) -> Path:
+    """A full-size Qwen3 checkpoint with random bf16 weights and the tiny model's tokenizer."""
+    import torch
+    from safetensors.torch import save_file
+
+    if (dest / "config.json").is_file():
+        return dest
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        shutil.copy(TINY_QWEN3 / f, tmp / f)
+    cfg = json.loads((TINY_QWEN3 / "config.json").read_text())
+    cfg.update(CONFIGS[name], vocab_size=151936, max_position_embeddings=40960)
+    (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
+    h, inter, kv, hd, heads = (cfg[k] for k in ("hidden_size", "intermediate_size", "num_key_value_heads", "head_dim",
+                                               "num_attention_heads"))  # fmt: skip
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return (torch.randn(*shape, generator=gen) * 0.02).to(torch.bfloat16)
+
+    state = {"model.embed_tokens.weight": rand(151936, h), "model.norm.weight": torch.ones(h, dtype=torch.bfloat16)}
+    shard, index, n = {}, {}, 1
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        shard.update({
+            p + "self_attn.q_proj.weight": rand(heads * hd, h), p + "self_attn.k_proj.weight": rand(kv * hd, h),
+            p + "self_attn.v_proj.weight": rand(kv * hd, h), p + "self_attn.o_proj.weight": rand(h, heads * hd),
+            p + "self_attn.q_norm.weight": torch.ones(hd, dtype=torch.bfloat16),
+            p + "self_attn.k_norm.weight": torch.ones(hd, dtype=torch.bfloat16),
+            p + "mlp.gate_proj.weight": rand(inter, h), p + "mlp.up_proj.weight": rand(inter, h),
+            p + "mlp.down_proj.weight": rand(h, inter),
+            p + "input_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
+            p + "post_attention_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
+        })  # fmt: skip
+        if i % 8 == 7:
+            fname = f"model-{n:05d}.safetensors"
+            save_file(shard, str(tmp / fname), metadata={"format": "pt"})
+            index.update(dict.fromkeys(shard, fname))
+            shard, n = {}, n + 1
+    shard.update(state)
+    fname = f"model-{n:05d}.safetensors"
+    save_file(shard, str(tmp / fname), metadata={"format": "pt"})
+    index.update(dict.fromkeys(shard, fname))
+    (tmp / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": index}))
+    tmp.rename(dest)
+    return dest
+
+
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+    """Wall time and peak RSS of the command's process tree (GNU time: the largest
+    resident set among the process and the children it waited for)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        t0 = time.monotonic()
+        result = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd],
+            capture_output=True, text=True, env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        wall = time.monotonic() - t0
+        peak_kb = int((rss.read().strip().splitlines() or ["0"])[-1] or 0)
+    return {
+        "ok": result.returncode == 0,
+        "wall_s": round(wall, 1),
+        "peak_rss_gb": round(peak_kb * 1024 / 1e9, 2),
+        "stderr_tail": result.stderr[-800:] if result.returncode else "",
+    }
+
+
+def runtime_speed(bundle: Path) -> dict:
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("litert-lm")), "benchmark", str(bundle), "-p", "256", "-d", "128"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    text = out.stdout + out.stderr
+    prefill = re.search(r"Prefill speed:\s+([\d.]+)", text)
+    decode = re.search(r"Decode speed:\s+([\d.]+)", text)
+    return {
+        "prefill_tok_s": float(prefill.group(1)) if prefill else None,
+        "decode_tok_s": float(decode.group(1)) if decode else None,
+    }
+
+
+def memory_bandwidth_gb_s() -> float:
+    import numpy as np
+
+    a = np.ones(2 * 1024**3 // 8)
+    a.sum()
+    t0 = time.perf_counter()
+    for _ in range(3):
+        a.sum()
+    return round(3 * a.nbytes / (time.perf_counter() - t0) / 1e9, 1)
+
+
+def startup() -> dict:
+    exe = str(Path(sys.executable).with_name("litert"))
+    out = {}
+    for args in (["--help"], ["plugins", "list"]):
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            subprocess.run([exe, *args], capture_output=True)
+            times.append(time.perf_counter() - t0)
+        out[" ".join(args)] = round(statistics.median(times), 3)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="qwen3-0.6b")
+    ap.add_argument("--paths", default="litert,classic,export_hf")
+    ap.add_argument("--work", default=str(ROOT / ".bench"))
+    ap.add_argument("--out", default=str(HERE / "results"))
+    args = ap.parse_args()
+    work, out = Path(args.work), Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    litert = str(Path(sys.executable).with_name("litert"))
+    results: dict = {"bandwidth_gb_s": memory_bandwidth_gb_s(), "startup_s": startup(), "models": {}}
+    for model in args.models.split(","):
+        ckpt = make_checkpoint(model, work / model)
+        rows = {}
+        for path in args.paths.split(","):
+            bundle = work / f"{model}-{path}.litertlm"
+            bundle.unlink(missing_ok=True)
+            home = {"LITERT_HOME": str(work / "home")}
+            if path == "export_hf":
+                outdir = work / f"{model}-export_hf"
+                shutil.rmtree(outdir, ignore_errors=True)
+                cmd = [str(Path(sys.executable).with_name("litert-torch")), "export_hf", f"--model={ckpt}",
+                       f"--output_dir={outdir}"]  # fmt: skip
+                row = measure(cmd, home)
+                produced = sorted(outdir.rglob("*.litertlm")) if outdir.exists() else []
+                if produced:
+                    shutil.move(str(produced[0]), bundle)
+            else:
+                env = {**home, "LITERT_CLASSIC_EXPORT": "1" if path == "classic" else "0"}
+                row = measure([litert, "convert", str(ckpt), *REFERENCE, "--no-verify", "-o", str(bundle)], env)
+            if bundle.is_file():
+                row["bundle_bytes"] = bundle.stat().st_size
+                row.update(runtime_speed(bundle))
+                if row.get("decode_tok_s"):
+                    row["decode_gb_s"] = round(row["decode_tok_s"] * row["bundle_bytes"] / 1e9, 1)
+            rows[path] = row
+            print(model, path, row, flush=True)
+            json.dump(results | {"models": {**results["models"], model: rows}}, open(out / "bench.json", "w"), indent=2)
+        results["models"][model] = rows
+    json.dump(results, open(out / "bench.json", "w"), indent=2)
+    (out / "bench.md").write_text(table(results))
+    print(table(results))
+    return 0
+
+
+def table(results: dict) -> str:
+    lines = [
+        f"Memory bandwidth (numpy sum, one thread): {results['bandwidth_gb_s']} GB/s. "
+        f"CLI start-up (median of 5): " + ", ".join(f"`litert {k}` {v} s" for k, v in results["startup_s"].items()),
+        "",
+        "| model | path | wall | × classic | peak RSS | × classic | bundle bytes | prefill tok/s | decode tok/s "
+        "| decode GB/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, rows in results["models"].items():
+        base = rows.get("classic", {})
+        for path, r in rows.items():
+
+            def ratio(key: str, r: dict = r, base: dict = base) -> str:
+                return f"{r[key] / base[key]:.2f}" if r.get(key) and base.get(key) else "-"
+
+            lines.append(
+                f"| {model} | {path} | {r.get('wall_s', '-')} s | {ratio('wall_s')} | {r.get('peak_rss_gb', '-')} GB | "
+                f"{ratio('peak_rss_gb')} | {r.get('bundle_bytes', '-'):,} | {r.get('prefill_tok_s', '-')} | "
+                f"{r.get('decode_tok_s', '-')} | {r.get('decode_gb_s', '-')} |"
+                if r.get("bundle_bytes")
+                else f"| {model} | {path} | failed: {r.get('stderr_tail', '')[-120:]!r} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
