@@ -55,6 +55,8 @@ def make_checkpoint(name: str, dest: Path) -> Path:
         shutil.copy(TINY_QWEN3 / f, tmp / f)
     cfg = json.loads((TINY_QWEN3 / "config.json").read_text())
     cfg.update(CONFIGS[name], vocab_size=151936, max_position_embeddings=40960)
+    cfg.pop("layer_types", None)  # the tiny model's; transformers derives it from num_hidden_layers
+    cfg["max_window_layers"] = cfg["num_hidden_layers"]
     (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
     h, inter, kv, hd, heads = (cfg[k] for k in ("hidden_size", "intermediate_size", "num_key_value_heads", "head_dim",
                                                "num_attention_heads"))  # fmt: skip
