@@ -45,13 +45,9 @@ def resolve_checkpoint(checkpoint: Checkpoint) -> Claim | None:
 
 @hookimpl
 def export_config(claim: Claim) -> ExportSettings:
-    return ExportSettings(
-        prefill_lengths=(8, 64, 128, 256, 512, 1024),
-        kv_cache_max_len=1280,
-        quantize="dynamic_int8",
-        mask_as_input=True,
-        transpose_kv_cache=True,
-    )
+    # The defaults are the reference settings: prefill 8..1024, KV cache 1280, dynamic_int8,
+    # mask as input, transposed KV cache.
+    return ExportSettings()
 
 
 @hookimpl
