@@ -102,13 +102,13 @@ def test_hook_export_config(toy, tiny_qwen3: Path) -> None:
 def test_hook_build_model(toy, tiny_qwen3: Path, tmp_path: Path) -> None:
     import torch
 
-    from litert.lowering import export_tflite
+    from litert.lowering import lower
 
     toy(build_model=torch.nn.Linear(2, 2))
     p = plan(tiny_qwen3)
     module = get_plugins().call("toy", "build_model", claim=p.claim, settings=p.settings)
     with pytest.raises(LitertError, match="without a `config`"):
-        export_tflite(module, p.settings, tmp_path)
+        lower(module, p.settings, tmp_path)
 
 
 def test_hook_tokenizer_assets(toy, tiny_qwen3: Path) -> None:

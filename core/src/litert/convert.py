@@ -183,10 +183,11 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     module = plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=plan.settings)
                 stage = "exporting and quantizing"
                 with progress.stage(f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures ({s.quantize})"):
-                    from litert.lowering import export_tflite
+                    from litert.lowering import lower, quantize
 
-                    tflite = export_tflite(module, plan.settings, workdir)
-                    del module
+                    lowered = lower(module, plan.settings, workdir)
+                    del module  # the weights' last reference: quantizing reads the float file instead
+                    tflite = quantize(lowered, workdir)
                 stage = "writing the bundle"
                 with progress.stage(f"Writing {output}"):
                     from litert.bundle import BundleContents, write_bundle

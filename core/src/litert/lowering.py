@@ -6,10 +6,11 @@ external KV cache, quantized with the chosen recipe.
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from pathlib import Path
 from typing import Any
 
+from litert.baseline import CLASSIC
 from litert.errors import LitertError
 from litert.types import ExportSettings
 
@@ -37,17 +38,35 @@ def check_block_quantization(module: Any, quantize: str) -> None:
         )
 
 
-# litert-torch's levers for time and memory; LITERT_CLASSIC_EXPORT=1 turns them off (the
-# benchmark's baseline).
-LIGHTWEIGHT = os.environ.get("LITERT_CLASSIC_EXPORT", "") in ("", "0")
+@dataclasses.dataclass
+class Lowered:
+    """The exported model on disk, and the quantization still to apply to it."""
+
+    path: Path
+    recipe: Any = None
+    """An ai-edge-quantizer recipe, or None when `path` is already the final model."""
 
 
-def export_tflite(module: Any, settings: ExportSettings, workdir: Path) -> Path:
-    """Export `module` (a litert-torch generative model) into `workdir`; return the .tflite path."""
+def lower(module: Any, settings: ExportSettings, workdir: Path) -> Lowered:
+    """Export `module` (a litert-torch generative model) to a float .tflite in `workdir`.
+
+    The steps are upstream's `convert_to_tflite`, with what measured better on
+    full-size models (docs/performance.md): no pre-convert decomposition pass (the
+    lowering decomposes again anyway, as litert-torch's V2 path also relies on);
+    weights as shared resource constants (`lightweight_conversion`) without the
+    runtime constant-folding round trip (these graphs have nothing to fold); and the
+    float model streamed to a file rather than into a Python bytes object. The
+    result is byte-identical to upstream's. Quantization is left to `quantize`, so the
+    caller can free the torch model first.
+    """
     import torch
+    from litert_torch._convert import core, litert_converter
+    from litert_torch._convert import interface as converter_utils
     from litert_torch.generative.layers import kv_cache as kv_utils
     from litert_torch.generative.utilities import converter
     from litert_torch.generative.utilities import export_config as export_config_lib
+    from litert_torch.quantize import quant_config as qcfg
+    from litert_torch.quantize import translate_recipe
 
     check_block_quantization(module, settings.quantize)
     config = getattr(module, "config", None)
@@ -60,10 +79,6 @@ def export_tflite(module: Any, settings: ExportSettings, workdir: Path) -> Path:
         mask_as_input=settings.mask_as_input,
         kvcache_layout=kv_utils.KV_LAYOUT_TRANSPOSED if settings.transpose_kv_cache else kv_utils.KV_LAYOUT_DEFAULT,
     )
-    # What upstream's converter.convert_to_tflite does, plus the levers it does not pass:
-    # lightweight_conversion and delete_in_memory_params (measured in docs/performance.md).
-    from litert_torch._convert import interface as converter_utils
-
     torch._dynamo.config.cache_size_limit = 64
     edge = converter_utils.Converter()
     converter._add_signatures(
@@ -77,12 +92,42 @@ def export_tflite(module: Any, settings: ExportSettings, workdir: Path) -> Path:
         [None],
         export_config,
     )
-    with torch.inference_mode(False):
-        model = edge.convert(
-            quant_config=converter.get_quant_recipe_from_flag(settings.quantize, config),
-            lightweight_conversion=LIGHTWEIGHT,
-            delete_in_memory_params=LIGHTWEIGHT,
-        )
+    quant_config = converter.get_quant_recipe_from_flag(settings.quantize, config)
     path = workdir / "model.tflite"
-    model.export(str(path))
+    by_quantizer = (
+        quant_config is None or quant_config._quantizer_mode == qcfg.QuantConfig._QuantizerMode.AI_EDGE_QUANTIZER
+    )
+    if CLASSIC or not by_quantizer:
+        with torch.inference_mode(False):
+            edge.convert(quant_config=quant_config).export(str(path))
+        return Lowered(path)
+
+    signatures = edge._signatures
+    with torch.inference_mode(False):
+        programs = [core.export_torch_signature(sig, run_decompositions=False) for sig in signatures]
+        programs = [core._run_convert_passes(program) for program in programs]
+        exporter = litert_converter.exported_programs_to_flatbuffer(
+            programs, signatures, lightweight_conversion=True, runtime_constant_folding=False
+        )
+    if quant_config is None:
+        exporter.to_file(str(path))
+        return Lowered(path)
+    float_path = workdir / "model.float.tflite"
+    exporter.to_file(str(float_path))
+    return Lowered(float_path, translate_recipe.translate_to_ai_edge_recipe(quant_config.generative_recipe))
+
+
+def quantize(lowered: Lowered, workdir: Path) -> Path:
+    """Apply the recipe to the float model on disk; return the final .tflite.
+
+    Reading from the file (not from bytes in memory) after the torch model is gone
+    keeps this step's peak at about the float model's size (2.5 GB for Qwen3-0.6B).
+    """
+    if lowered.recipe is None:
+        return lowered.path
+    from litert_torch.quantize import translate_recipe
+
+    path = workdir / "model.tflite"
+    path.write_bytes(translate_recipe.quantize_model(str(lowered.path), lowered.recipe))
+    lowered.path.unlink()
     return path

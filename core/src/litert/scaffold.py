@@ -145,7 +145,7 @@ import copy
 from typing import Any
 
 from litert import Checkpoint, ExportSettings, LitertError, hf
-from litert.modeling import load_weights
+from litert.modeling import load_weights, skip_init
 
 
 def model_config(checkpoint: Checkpoint, settings: ExportSettings) -> Any:
@@ -194,7 +194,8 @@ def build(checkpoint: Checkpoint, settings: ExportSettings) -> Any:
     names = copy.copy(model_builder.TENSOR_NAMES)
     names.lm_head = None if tied else "lm_head"
     mask_cache = 0 if settings.mask_as_input else settings.kv_cache_max_len
-    model = model_builder.DecoderOnlyModel(config, mask_cache_size=mask_cache)
+    with skip_init():  # the weights come from the checkpoint: no random initialisation
+        model = model_builder.DecoderOnlyModel(config, mask_cache_size=mask_cache)
     return load_weights(model, checkpoint, names, tied_lm_head=tied)
 '''
 

@@ -120,12 +120,17 @@ def check_weights(checkpoint: Checkpoint) -> dict[str, Path]:
     return where
 
 
-def load_state_dict(checkpoint: Checkpoint, dtype: str = "float32") -> dict[str, torch.Tensor]:
-    """Load every tensor of the checkpoint, floating-point ones converted to `dtype`."""
+def load_state_dict(checkpoint: Checkpoint, dtype: str | None = "float32") -> dict[str, torch.Tensor]:
+    """Load every tensor of the checkpoint, floating-point ones converted to `dtype`.
+
+    `dtype=None` keeps the stored dtype: loading a bf16 checkpoint into an fp32 model
+    then casts tensor by tensor on copy, instead of holding a whole fp32 copy of the
+    weights beside the model's own (docs/performance.md).
+    """
     import torch
     from safetensors import safe_open
 
-    target = getattr(torch, dtype)
+    target = getattr(torch, dtype) if dtype else None
     state: dict[str, torch.Tensor] = {}
     for path in safetensors_files(checkpoint):
         if path.suffix in _PICKLE_SUFFIXES:
@@ -136,7 +141,7 @@ def load_state_dict(checkpoint: Checkpoint, dtype: str = "float32") -> dict[str,
             with safe_open(str(path), framework="pt") as f:
                 for key in f.keys():
                     tensor = f.get_tensor(key)
-                    state[key] = tensor.to(target) if tensor.is_floating_point() else tensor
+                    state[key] = tensor.to(target) if target and tensor.is_floating_point() else tensor
         except LitertError:
             raise
         except Exception as exc:  # safetensors raises its own error types
@@ -156,4 +161,4 @@ def _load_pickle(path: Path, target: Any) -> dict[str, Any]:
         ) from exc
     if not isinstance(state, dict):
         raise LitertError(f"{path.name} does not hold a state dict", "use a checkpoint with safetensors weights")
-    return {k: (v.to(target) if v.is_floating_point() else v) for k, v in state.items()}
+    return {k: (v.to(target) if target and v.is_floating_point() else v) for k, v in state.items()}

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from litert import Checkpoint, ExportSettings, LitertError, hf
-from litert.modeling import load_weights
+from litert.modeling import load_weights, skip_init
 
 GELU_TANH = ("gelu_pytorch_tanh", "gelu_tanh", "gelu_new")
 
@@ -156,7 +156,8 @@ def build(checkpoint: Checkpoint, settings: ExportSettings) -> Any:
     from litert_torch.generative.examples.gemma3 import decoder
 
     config = model_config(checkpoint, settings)
-    model = decoder_class()(config, mask_cache_size=0 if settings.mask_as_input else settings.kv_cache_max_len)
+    with skip_init():
+        model = decoder_class()(config, mask_cache_size=0 if settings.mask_as_input else settings.kv_cache_max_len)
     model = load_weights(model, checkpoint, decoder.TENSOR_NAMES_SEP_QKV, tied_lm_head=True)
     fold_query_scale(model, checkpoint.config)
     return model

@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 from litert import Checkpoint, ExportSettings, LitertError, hf
-from litert.modeling import load_weights
+from litert.modeling import load_weights, skip_init
 
 
 def model_config(checkpoint: Checkpoint, settings: ExportSettings) -> Any:
@@ -86,5 +86,6 @@ def build(checkpoint: Checkpoint, settings: ExportSettings) -> Any:
 
     config = model_config(checkpoint, settings)
     tied = config.lm_head_share_weight_with_embedding
-    model = qwen3.Qwen3(config, mask_cache_size=0 if settings.mask_as_input else settings.kv_cache_max_len)
+    with skip_init():
+        model = qwen3.Qwen3(config, mask_cache_size=0 if settings.mask_as_input else settings.kv_cache_max_len)
     return load_weights(model, checkpoint, tensor_names(tied), tied_lm_head=tied)
