@@ -28,6 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TINY_QWEN3 = ROOT / "plugins" / "litert_qwen3" / "src" / "litert_qwen3" / "tiny" / "Qwen3-tiny"
+TINY_GEMMA3 = ROOT / "plugins" / "litert_gemma3" / "src" / "litert_gemma3" / "tiny" / "Gemma3-tiny"
 
 # Real configurations (config.json of the published checkpoints), weights random.
 CONFIGS = {
@@ -37,26 +38,40 @@ CONFIGS = {
                        num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
     "qwen3-4b": dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
                      num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
+    # google/gemma-3-1b-it, in the Hub's config vintage (rope_theta, rope_local_base_freq,
+    # sliding_window_pattern at the top level).
+    "gemma3-1b": dict(hidden_size=1152, intermediate_size=6912, num_hidden_layers=26, num_attention_heads=4,
+                      num_key_value_heads=1, head_dim=256, query_pre_attn_scalar=256, sliding_window=512,
+                      sliding_window_pattern=6, rope_theta=1000000.0, rope_local_base_freq=10000.0,
+                      max_position_embeddings=32768, vocab_size=262144, tie_word_embeddings=True),
 }  # fmt: skip
 REFERENCE = ("--prefill-lengths", "8,64,128,256,512,1024", "--kv-cache-max-len", "1280", "--quantize", "dynamic_int8")
 
 
 def make_checkpoint(name: str, dest: Path) -> Path:
-    """A full-size Qwen3 checkpoint with random bf16 weights and the tiny model's tokenizer."""
+    """A full-size checkpoint with the real config, random bf16 weights and the tiny model's tokenizer."""
     import torch
     from safetensors.torch import save_file
 
     if (dest / "config.json").is_file():
         return dest
+    gemma = name.startswith("gemma3")
+    tiny = TINY_GEMMA3 if gemma else TINY_QWEN3
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
-        shutil.copy(TINY_QWEN3 / f, tmp / f)
-    cfg = json.loads((TINY_QWEN3 / "config.json").read_text())
-    cfg.update(CONFIGS[name], vocab_size=151936, max_position_embeddings=40960)
+    for f in tiny.iterdir():
+        if f.suffix != ".safetensors" and f.name != "config.json":
+            shutil.copy(f, tmp / f.name)
+    cfg = json.loads((tiny / "config.json").read_text())
     cfg.pop("layer_types", None)  # the tiny model's; transformers derives it from num_hidden_layers
-    cfg["max_window_layers"] = cfg["num_hidden_layers"]
+    if gemma:
+        cfg.pop("rope_parameters", None)
+        cfg.pop("_sliding_window_pattern", None)
+        cfg.update(CONFIGS[name])
+    else:
+        cfg.update(CONFIGS[name], vocab_size=151936, max_position_embeddings=40960)
+        cfg["max_window_layers"] = cfg["num_hidden_layers"]
     (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
     h, inter, kv, hd, heads = (cfg[k] for k in ("hidden_size", "intermediate_size", "num_key_value_heads", "head_dim",
                                                "num_attention_heads"))  # fmt: skip
@@ -65,20 +80,27 @@ def make_checkpoint(name: str, dest: Path) -> Path:
     def rand(*shape: int) -> torch.Tensor:
         return (torch.randn(*shape, generator=gen) * 0.02).to(torch.bfloat16)
 
-    state = {"model.embed_tokens.weight": rand(151936, h), "model.norm.weight": torch.ones(h, dtype=torch.bfloat16)}
+    # Gemma's norms scale by (1 + weight): zeros are its identity, ones Qwen's.
+    norm_value = 0.0 if gemma else 1.0
+
+    def norm(size: int) -> torch.Tensor:
+        return torch.full((size,), norm_value, dtype=torch.bfloat16)
+
+    norms = ["input_layernorm", "post_attention_layernorm"]
+    if gemma:
+        norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
+    state = {"model.embed_tokens.weight": rand(cfg["vocab_size"], h), "model.norm.weight": norm(h)}
     shard, index, n = {}, {}, 1
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         shard.update({
             p + "self_attn.q_proj.weight": rand(heads * hd, h), p + "self_attn.k_proj.weight": rand(kv * hd, h),
             p + "self_attn.v_proj.weight": rand(kv * hd, h), p + "self_attn.o_proj.weight": rand(h, heads * hd),
-            p + "self_attn.q_norm.weight": torch.ones(hd, dtype=torch.bfloat16),
-            p + "self_attn.k_norm.weight": torch.ones(hd, dtype=torch.bfloat16),
+            p + "self_attn.q_norm.weight": norm(hd), p + "self_attn.k_norm.weight": norm(hd),
             p + "mlp.gate_proj.weight": rand(inter, h), p + "mlp.up_proj.weight": rand(inter, h),
             p + "mlp.down_proj.weight": rand(h, inter),
-            p + "input_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
-            p + "post_attention_layernorm.weight": torch.ones(h, dtype=torch.bfloat16),
         })  # fmt: skip
+        shard.update({p + f"{k}.weight": norm(h) for k in norms})
         if i % 8 == 7:
             fname = f"model-{n:05d}.safetensors"
             save_file(shard, str(tmp / fname), metadata={"format": "pt"})
@@ -127,13 +149,15 @@ def runtime_speed(bundle: Path) -> dict:
 
 
 def memory_bandwidth_gb_s() -> float:
+    """Single-thread read bandwidth: numpy's max over 2 GB of float32 (vectorised, so memory-bound;
+    a float64 sum is add-bound at about half of this)."""
     import numpy as np
 
-    a = np.ones(2 * 1024**3 // 8)
-    a.sum()
+    a = np.ones(2 * 1024**3 // 4, dtype=np.float32)
+    a.max()
     t0 = time.perf_counter()
     for _ in range(3):
-        a.sum()
+        a.max()
     return round(3 * a.nbytes / (time.perf_counter() - t0) / 1e9, 1)
 
 

@@ -1,8 +1,10 @@
 """Pre-flight memory check: do not start a conversion the kernel will kill halfway.
 
 The estimate is linear in the parameter count read from the safetensors headers (no
-weights loaded), with the coefficients measured by the benchmark (docs/performance.md):
-the converter holds the fp32 model, the traced graphs and the quantized copy at once.
+weights loaded), with the coefficients measured by the benchmark (docs/performance.md).
+The export holds the fp32 model (4 bytes per parameter) and the traced graphs; the
+checkpoint itself is memory-mapped, so its pages are reclaimable and not counted; the
+quantizer runs after the model is freed and needs about the float model's size.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from litert.weights import read_header, safetensors_files
 GB = 1000**3
 BASE_BYTES = 1.6 * GB
 """torch, TensorFlow and litert-torch loaded, before any weight (measured on the tiny models)."""
-BYTES_PER_PARAM = 16
-"""Peak bytes per parameter of the lightweight export path (Qwen3-0.6B: 9.4 GB for 0.6B parameters)."""
+BYTES_PER_PARAM = 4.5
+"""Peak bytes per parameter that cannot be reclaimed: the fp32 model plus the graphs."""
 
 
 def parameter_count(checkpoint: Checkpoint) -> int:
