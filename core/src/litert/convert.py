@@ -7,6 +7,7 @@ which it delegates to the one plugin that claimed the checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import shutil
 import tempfile
 import time
@@ -187,6 +188,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
 
                     lowered = lower(module, plan.settings, workdir)
                     del module  # the weights' last reference: quantizing reads the float file instead
+                    gc.collect()
                     tflite = quantize(lowered, workdir)
                 stage = "writing the bundle"
                 with progress.stage(f"Writing {output}"):

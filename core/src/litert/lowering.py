@@ -109,12 +109,28 @@ def lower(module: Any, settings: ExportSettings, workdir: Path) -> Lowered:
         exporter = litert_converter.exported_programs_to_flatbuffer(
             programs, signatures, lightweight_conversion=True, runtime_constant_folding=False
         )
-    if quant_config is None:
-        exporter.to_file(str(path))
-        return Lowered(path)
-    float_path = workdir / "model.float.tflite"
+    float_path = path if quant_config is None else workdir / "model.float.tflite"
     exporter.to_file(str(float_path))
+    release_traced_graphs()
+    if quant_config is None:
+        return Lowered(path)
     return Lowered(float_path, translate_recipe.translate_to_ai_edge_recipe(quant_config.generative_recipe))
+
+
+def release_traced_graphs() -> None:
+    """Drop torch's module-level reference to the last traced graph.
+
+    torch.export keeps the nodes of its last trace in a global map; litert-torch's
+    lowering puts the weights themselves into those nodes' arguments, so without this
+    the whole fp32 model outlives `lower` and the quantizer runs beside it (measured:
+    12.4 GB instead of about 8.5 GB peak for Qwen3-1.7B).
+    """
+    import gc
+
+    from torch.fx.experimental import proxy_tensor
+
+    getattr(proxy_tensor, "_FAKE_TENSOR_ID_TO_PROXY_MAP_FOR_EXPORT", {}).clear()
+    gc.collect()
 
 
 def quantize(lowered: Lowered, workdir: Path) -> Path:
