@@ -180,7 +180,11 @@ def main() -> int:
     ap.add_argument("--paths", default="litert,classic,export_hf")
     ap.add_argument("--work", default=str(ROOT / ".bench"))
     ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--table", metavar="BENCH_JSON", help="only print the markdown table of an earlier run")
     args = ap.parse_args()
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())), end="")
+        return 0
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -221,27 +225,33 @@ def main() -> int:
 
 
 def table(results: dict) -> str:
+    """The markdown table: each row against the baselines measured for the same model in the same run."""
+    bw = results["bandwidth_gb_s"]
     lines = [
-        f"Memory bandwidth (numpy sum, one thread): {results['bandwidth_gb_s']} GB/s. "
+        f"Memory read bandwidth (numpy max over 2 GB of float32, one thread): {bw} GB/s. "
         f"CLI start-up (median of 5): " + ", ".join(f"`litert {k}` {v} s" for k, v in results["startup_s"].items()),
         "",
-        "| model | path | wall | × classic | peak RSS | × classic | bundle bytes | prefill tok/s | decode tok/s "
-        "| decode GB/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | path | wall | × classic | × export_hf | peak RSS | × classic | × export_hf | bundle bytes "
+        "| prefill tok/s | × classic | decode tok/s | × classic | decode GB/s (% of bandwidth) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model, rows in results["models"].items():
-        base = rows.get("classic", {})
         for path, r in rows.items():
+            if not r.get("bundle_bytes"):
+                lines.append(f"| {model} | {path} | failed: {r.get('stderr_tail', '')[-120:]!r} |")
+                continue
 
-            def ratio(key: str, r: dict = r, base: dict = base) -> str:
+            def ratio(key: str, baseline: str, r: dict = r, rows: dict = rows) -> str:
+                base = rows.get(baseline, {})
                 return f"{r[key] / base[key]:.2f}" if r.get(key) and base.get(key) else "-"
 
+            gbs = r.get("decode_gb_s")
             lines.append(
-                f"| {model} | {path} | {r.get('wall_s', '-')} s | {ratio('wall_s')} | {r.get('peak_rss_gb', '-')} GB | "
-                f"{ratio('peak_rss_gb')} | {r.get('bundle_bytes', '-'):,} | {r.get('prefill_tok_s', '-')} | "
-                f"{r.get('decode_tok_s', '-')} | {r.get('decode_gb_s', '-')} |"
-                if r.get("bundle_bytes")
-                else f"| {model} | {path} | failed: {r.get('stderr_tail', '')[-120:]!r} |"
+                f"| {model} | {path} | {r['wall_s']} s | {ratio('wall_s', 'classic')} | {ratio('wall_s', 'export_hf')} "
+                f"| {r['peak_rss_gb']} GB | {ratio('peak_rss_gb', 'classic')} | {ratio('peak_rss_gb', 'export_hf')} "
+                f"| {r['bundle_bytes']:,} | {r.get('prefill_tok_s', '-')} | {ratio('prefill_tok_s', 'classic')} "
+                f"| {r.get('decode_tok_s', '-')} | {ratio('decode_tok_s', 'classic')} "
+                f"| {gbs if gbs else '-'}{f' ({100 * gbs / bw:.0f}%)' if gbs and bw else ''} |"
             )
     return "\n".join(lines) + "\n"
 
