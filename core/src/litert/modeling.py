@@ -14,7 +14,7 @@ from typing import Any
 from litert.baseline import CLASSIC
 from litert.errors import LitertError
 from litert.types import Checkpoint
-from litert.weights import load_state_dict
+from litert.weights import LazyStateDict, load_state_dict
 
 _INIT_FUNCTIONS = (
     "uniform_",
@@ -81,16 +81,20 @@ def load_weights(model: Any, checkpoint: Checkpoint, tensor_names: Any, tied_lm_
     """
     from litert_torch.generative.utilities import loader as loading_utils
 
-    def read(_: str) -> dict[str, Any]:
-        # Stored dtype: load_state_dict into the fp32 model casts tensor by tensor.
-        state = load_state_dict(checkpoint, dtype="float32" if CLASSIC else None)
-        if tied_lm_head:
-            state.pop("lm_head.weight", None)
-        return state
-
-    model_loader = loading_utils.ModelLoader(str(checkpoint.path), tensor_names, read)
+    if CLASSIC:  # upstream's way, for the benchmark's baseline: an fp32 copy of every tensor at once
+        state = load_state_dict(checkpoint, dtype="float32")
+    else:
+        state = LazyStateDict(checkpoint)
+    if tied_lm_head:
+        state.pop("lm_head.weight", None)
+    model_loader = loading_utils.ModelLoader(str(checkpoint.path), tensor_names, lambda _: state)
     try:
-        missing, _unexpected = model_loader.load(model, strict=not tied_lm_head)
+        if CLASSIC:
+            missing, _unexpected = model_loader.load(model, strict=not tied_lm_head)
+        else:
+            missing = _load_block_by_block(model, model_loader, state)
+            if not tied_lm_head and state:
+                raise ValueError(f"Failed to map all tensor. Remaining tensor are: {list(state)[:5]}")
     except KeyError as exc:
         raise LitertError(
             f"{checkpoint.source or checkpoint.path} has no tensor {exc}",
@@ -108,3 +112,49 @@ def load_weights(model: Any, checkpoint: Checkpoint, tensor_names: Any, tied_lm_
         )
     model.eval()
     return model
+
+
+class _WithoutBlocks:
+    """What ModelLoader.load sees of the model when only the embedding, final norm and LM head
+    are to be loaded: the same config with no transformer blocks."""
+
+    def __init__(self, model: Any, loaded: set[str]) -> None:
+        self._model, self._loaded = model, loaded
+        self.config = _NoBlocksConfig(model.config)
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> Any:
+        self._loaded.update(state)
+        return self._model.load_state_dict(state, strict=False)
+
+
+class _NoBlocksConfig:
+    num_layers = 0
+
+    def __init__(self, config: Any) -> None:
+        self._config = config
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._config, name)
+
+
+def _load_block_by_block(model: Any, loader: Any, state: Any) -> list[str]:
+    """litert-torch's ModelLoader.load, one transformer block at a time.
+
+    Its own `load` maps every tensor into one dict before copying, so the whole
+    checkpoint is in memory beside the fp32 model; here each block's tensors are read,
+    copied (and cast) into the model, and freed before the next. Returns the model's
+    parameters left unloaded.
+    """
+    loaded: set[str] = set()
+    loader.load(_WithoutBlocks(model, loaded), strict=False)  # embedding, final norm, LM head
+    config = model.config
+    for i in range(config.num_layers):
+        block: dict[str, Any] = {}
+        loader._map_norm(i, config, state, block)
+        loader._map_feedforward(i, config, state, block)
+        loader._map_attention(i, config, state, block)
+        unexpected = model.load_state_dict(block, strict=False).unexpected_keys
+        if unexpected:
+            raise ValueError(f"the model has no parameter for {', '.join(unexpected[:5])}")
+        loaded.update(block)
+    return [k for k in model.state_dict() if k not in loaded]

@@ -7,7 +7,9 @@ to litert-torch. Only safetensors are read; pickle weights are never unpickled h
 from __future__ import annotations
 
 import json
+import os
 import struct
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +149,86 @@ def load_state_dict(checkpoint: Checkpoint, dtype: str | None = "float32") -> di
         except Exception as exc:  # safetensors raises its own error types
             raise LitertError(f"cannot read {path.name}: {exc}", "re-download the checkpoint") from exc
     return state
+
+
+_SAFETENSORS_DTYPES = {
+    "BF16": "bfloat16",
+    "F16": "float16",
+    "F32": "float32",
+    "F64": "float64",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
+
+
+class LazyStateDict(MutableMapping):
+    """Tensor name -> tensor in its stored dtype, read from the file when taken.
+
+    Loading a full-size model block by block through this holds one block's tensors at
+    a time, read with plain reads into memory that is freed once copied into the model,
+    instead of the whole checkpoint (a memory-mapped checkpoint counts every page it has
+    touched in the process's resident set: 3.4 GB for Qwen3-1.7B, 8 GB for Qwen3-4B).
+    """
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self._where: dict[str, tuple[Path, int, dict[str, Any]]] = {}
+        self._eager: dict[str, Any] = {}
+        for path in safetensors_files(checkpoint):
+            if path.suffix in _PICKLE_SUFFIXES:
+                self._eager.update(_load_pickle(path, None))
+                continue
+            header = read_header(path)
+            with path.open("rb") as f:
+                start = 8 + struct.unpack("<Q", f.read(8))[0]
+            for key, info in header.items():
+                if key != "__metadata__":
+                    self._where[key] = (path, start, info)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._eager:
+            return self._eager[key]
+        import torch
+
+        path, start, info = self._where[key]
+        dtype = _SAFETENSORS_DTYPES.get(info.get("dtype", ""))
+        if dtype is None:
+            raise LitertError(f"{path.name}: tensor {key} has unsupported dtype {info.get('dtype')!r}", "")
+        begin, end = (int(x) for x in info["data_offsets"])
+        data = bytearray(end - begin)
+        with path.open("rb", buffering=0) as f:
+            view, done = memoryview(data), 0
+            while done < len(data):
+                n = os.preadv(f.fileno(), [view[done:]], start + begin + done)
+                if n <= 0:
+                    raise LitertError(f"{path.name} ends inside tensor {key}", "re-download the checkpoint")
+                done += n
+        shape = [int(d) for d in info.get("shape", [])]
+        if not data:
+            return torch.empty(shape, dtype=getattr(torch, dtype))
+        return torch.frombuffer(data, dtype=getattr(torch, dtype)).reshape(shape)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._where or key in self._eager
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._eager[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key in self._eager:
+            del self._eager[key]
+        else:
+            del self._where[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from list(self._where)
+        yield from list(self._eager)
+
+    def __len__(self) -> int:
+        return len(self._where) + len(self._eager)
 
 
 def _load_pickle(path: Path, target: Any) -> dict[str, Any]:
