@@ -63,6 +63,8 @@ def make_checkpoint(name: str, dest: Path) -> Path:
     for f in tiny.iterdir():
         if f.suffix != ".safetensors" and f.name != "config.json":
             shutil.copy(f, tmp / f.name)
+    if gemma:
+        pad_sentencepiece(tmp / "tokenizer.model", CONFIGS[name]["vocab_size"])
     cfg = json.loads((tiny / "config.json").read_text())
     cfg.pop("layer_types", None)  # the tiny model's; transformers derives it from num_hidden_layers
     if gemma:
@@ -113,6 +115,20 @@ def make_checkpoint(name: str, dest: Path) -> Path:
     (tmp / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": index}))
     tmp.rename(dest)
     return dest
+
+
+def pad_sentencepiece(path: Path, size: int) -> None:
+    """Grow the tiny SentencePiece model to the real vocabulary size with placeholder pieces,
+    so the runtime can detokenize every id a random full-size model generates."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    model = sentencepiece_model_pb2.ModelProto()
+    model.ParseFromString(path.read_bytes())
+    for i in range(len(model.pieces), size):
+        model.pieces.add(
+            piece=f"<unused{i}>", score=-1000.0, type=sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
+        )
+    path.write_bytes(model.SerializeToString())
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict:
