@@ -17,10 +17,11 @@ from litert.types import Checkpoint
 from litert.weights import read_header, safetensors_files
 
 GB = 1000**3
-BASE_BYTES = 1.6 * GB
-"""torch, TensorFlow and litert-torch loaded, before any weight (measured on the tiny models)."""
+BASE_BYTES = 2.2 * GB
+"""The libraries loaded and the traced graphs of the reference settings' seven signatures."""
 BYTES_PER_PARAM = 4.5
-"""Peak bytes per parameter that cannot be reclaimed: the fp32 model plus the graphs."""
+"""The fp32 model (4 bytes per parameter) and a margin. Measured peaks (docs/performance.md):
+Qwen3-0.6B 4.5 GB (estimate 4.9), Gemma3-1B 5.8 (6.7), Qwen3-1.7B 9.0 (9.9), Qwen3-4B 18.4 (20.3)."""
 
 
 def parameter_count(checkpoint: Checkpoint) -> int:
