@@ -56,8 +56,9 @@ def lower(module: Any, settings: ExportSettings, workdir: Path) -> Lowered:
     weights as shared resource constants (`lightweight_conversion`) without the
     runtime constant-folding round trip (these graphs have nothing to fold); and the
     float model streamed to a file rather than into a Python bytes object. The
-    result is byte-identical to upstream's. Quantization is left to `quantize`, so the
-    caller can free the torch model first.
+    result is byte-identical to litert-torch's own `Converter.convert(
+    lightweight_conversion=True)` (tests/test_lowering.py). Quantization is left to
+    `quantize`, so the caller can free the torch model first.
     """
     import torch
     from litert_torch._convert import core, litert_converter
@@ -122,15 +123,12 @@ def release_traced_graphs() -> None:
 
     torch.export keeps the nodes of its last trace in a global map; litert-torch's
     lowering puts the weights themselves into those nodes' arguments, so without this
-    the whole fp32 model outlives `lower` and the quantizer runs beside it (measured:
-    12.4 GB instead of about 8.5 GB peak for Qwen3-1.7B).
+    the whole fp32 model outlives `lower` and the quantizer runs beside it (Qwen3-1.7B
+    peaked at 12.4 GB that way). The caller frees the rest with the module.
     """
-    import gc
-
     from torch.fx.experimental import proxy_tensor
 
     getattr(proxy_tensor, "_FAKE_TENSOR_ID_TO_PROXY_MAP_FOR_EXPORT", {}).clear()
-    gc.collect()
 
 
 def quantize(lowered: Lowered, workdir: Path) -> Path:

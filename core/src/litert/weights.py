@@ -122,17 +122,15 @@ def check_weights(checkpoint: Checkpoint) -> dict[str, Path]:
     return where
 
 
-def load_state_dict(checkpoint: Checkpoint, dtype: str | None = "float32") -> dict[str, torch.Tensor]:
+def load_state_dict(checkpoint: Checkpoint, dtype: str = "float32") -> dict[str, torch.Tensor]:
     """Load every tensor of the checkpoint, floating-point ones converted to `dtype`.
 
-    `dtype=None` keeps the stored dtype: loading a bf16 checkpoint into an fp32 model
-    then casts tensor by tensor on copy, instead of holding a whole fp32 copy of the
-    weights beside the model's own (docs/performance.md).
+    All at once: for full-size models `LazyStateDict` is the one that fits in memory.
     """
     import torch
     from safetensors import safe_open
 
-    target = getattr(torch, dtype) if dtype else None
+    target = getattr(torch, dtype)
     state: dict[str, torch.Tensor] = {}
     for path in safetensors_files(checkpoint):
         if path.suffix in _PICKLE_SUFFIXES:
@@ -143,7 +141,7 @@ def load_state_dict(checkpoint: Checkpoint, dtype: str | None = "float32") -> di
             with safe_open(str(path), framework="pt") as f:
                 for key in f.keys():
                     tensor = f.get_tensor(key)
-                    state[key] = tensor.to(target) if target and tensor.is_floating_point() else tensor
+                    state[key] = tensor.to(target) if tensor.is_floating_point() else tensor
         except LitertError:
             raise
         except Exception as exc:  # safetensors raises its own error types
@@ -196,7 +194,10 @@ class LazyStateDict(MutableMapping):
         path, start, info = self._where[key]
         dtype = _SAFETENSORS_DTYPES.get(info.get("dtype", ""))
         if dtype is None:
-            raise LitertError(f"{path.name}: tensor {key} has unsupported dtype {info.get('dtype')!r}", "")
+            raise LitertError(
+                f"{path.name}: tensor {key} has unsupported dtype {info.get('dtype')!r}",
+                "use a checkpoint saved in bf16, fp16 or fp32",
+            )
         begin, end = (int(x) for x in info["data_offsets"])
         data = bytearray(end - begin)
         with path.open("rb", buffering=0) as f:
