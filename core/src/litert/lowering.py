@@ -113,9 +113,8 @@ def lower(module: Any, settings: ExportSettings, workdir: Path) -> Lowered:
     float_path = path if quant_config is None else workdir / "model.float.tflite"
     exporter.to_file(str(float_path))
     release_traced_graphs()
-    if quant_config is None:
-        return Lowered(path)
-    return Lowered(float_path, translate_recipe.translate_to_ai_edge_recipe(quant_config.generative_recipe))
+    recipe = translate_recipe.translate_to_ai_edge_recipe(quant_config.generative_recipe) if quant_config else None
+    return Lowered(float_path, recipe)
 
 
 def release_traced_graphs() -> None:
@@ -135,7 +134,8 @@ def quantize(lowered: Lowered, workdir: Path) -> Path:
     """Apply the recipe to the float model on disk; return the final .tflite.
 
     Reading from the file (not from bytes in memory) after the torch model is gone
-    keeps this step's peak at about the float model's size (2.5 GB for Qwen3-0.6B).
+    keeps this step below the export's peak (measured: 2.5 GB for Qwen3-0.6B, 5.8 GB
+    for Qwen3-4B's 16 GB float model).
     """
     if lowered.recipe is None:
         return lowered.path

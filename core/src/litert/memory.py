@@ -3,8 +3,8 @@
 The estimate is linear in the parameter count read from the safetensors headers (no
 weights loaded), with the coefficients measured by the benchmark (docs/performance.md).
 The export holds the fp32 model (4 bytes per parameter) and the traced graphs; the
-checkpoint itself is memory-mapped, so its pages are reclaimable and not counted; the
-quantizer runs after the model is freed and needs about the float model's size.
+checkpoint is read block by block, so it is never whole in memory beside them; the
+quantizer runs after the model is freed and stays below the export's peak.
 """
 
 from __future__ import annotations
