@@ -210,8 +210,9 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                 raise
             except KeyError as exc:
                 raise LitertError(
-                    f"{stage} failed: the checkpoint has no tensor {exc}",
-                    "the weights do not match config.json; re-download the checkpoint",
+                    f"{stage} failed: the checkpoint has no tensor {exc}, which the plugin's model needs",
+                    "either the checkpoint is incomplete (re-download it) or the plugin builds another variant "
+                    "of the architecture than this checkpoint's (report it to the plugin's maintainers)",
                 ) from exc
             except Exception as exc:
                 log = failure_log(workdir)

@@ -8,7 +8,8 @@ checkpoint whose tensors do not match the model is an error naming the tensor.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from litert.baseline import CLASSIC
@@ -68,50 +69,79 @@ def skip_init() -> Iterator[None]:
             setattr(torch.nn.init, name, fn)
 
 
-def load_weights(model: Any, checkpoint: Checkpoint, tensor_names: Any, tied_lm_head: bool) -> Any:
-    """Load the checkpoint's safetensors into `model` (a litert-torch DecoderOnlyModel).
+def load_weights(
+    model: Any,
+    checkpoint: Checkpoint,
+    tensor_names: Any,
+    tied_lm_head: bool,
+    unused: Mapping[str, str] | None = None,
+) -> Any:
+    r"""Load the checkpoint's safetensors into `model` (a litert-torch DecoderOnlyModel).
+
+    Every tensor of the checkpoint must end up in the model: a tensor left over means
+    the model computes something else than the checkpoint (a plugin that forgot q/k/v
+    biases, an architecture variant it does not know), so the conversion stops naming
+    it. Tensors a family deliberately does without are named in `unused`.
 
     :param model: the model built from a litert-torch ModelConfig.
     :param checkpoint: the claimed checkpoint.
     :param tensor_names: a `litert_torch...loader.ModelLoader.TensorNames`; with
         `tied_lm_head` its `lm_head` must be None.
     :param tied_lm_head: the LM head shares the embedding; an `lm_head.weight` in the
-        file (present in some checkpoints) is then ignored.
+        file (present in some checkpoints, a copy of the embedding) is then not loaded,
+        as transformers does not use it either.
+    :param unused: tensors the model deliberately does not load: a regular expression
+        (matched against the whole name) -> why, e.g.
+        ``{r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq": "recomputed from config.json"}``.
     :return: the model, in eval mode.
     """
     from litert_torch.generative.utilities import loader as loading_utils
 
+    where = checkpoint.source or checkpoint.path
     if CLASSIC:  # upstream's way, for the benchmark's baseline: an fp32 copy of every tensor at once
         state = load_state_dict(checkpoint, dtype="float32")
     else:
         state = LazyStateDict(checkpoint)
     if tied_lm_head:
         state.pop("lm_head.weight", None)
+    patterns = [re.compile(p) for p in (unused or {})]
+    for key in [k for k in state if any(p.fullmatch(k) for p in patterns)]:
+        del state[key]
     model_loader = loading_utils.ModelLoader(str(checkpoint.path), tensor_names, lambda _: state)
     try:
         if CLASSIC:
             missing, _unexpected = model_loader.load(model, strict=not tied_lm_head)
         else:
             missing = _load_block_by_block(model, model_loader, state)
-            if not tied_lm_head and state:
-                raise ValueError(f"Failed to map all tensor. Remaining tensor are: {list(state)[:5]}")
     except KeyError as exc:
-        raise LitertError(
-            f"{checkpoint.source or checkpoint.path} has no tensor {exc}",
-            "the weights do not match config.json; re-download the checkpoint",
-        ) from exc
+        raise LitertError(f"{where} has no tensor {exc}, which the plugin's model needs", _MISMATCH_HINT) from exc
     except ValueError as exc:  # strict loading found tensors the model has no place for
+        raise LitertError(f"{where}: {exc}", _MISMATCH_HINT) from exc
+    except RuntimeError as exc:  # torch's load_state_dict: size mismatch
+        detail = "; ".join(line.strip() for line in str(exc).splitlines() if "size mismatch" in line)
         raise LitertError(
-            f"{checkpoint.source or checkpoint.path}: {exc}", "the weights do not match config.json"
+            f"{where}: tensor shapes differ from the model's: {detail or exc}"[:600], _MISMATCH_HINT
         ) from exc
+    if state:
+        left = sorted(state)
+        raise LitertError(
+            f"{where} has {len(left)} tensor(s) the plugin's model does not use: {', '.join(left[:5])}"
+            + (", …" if len(left) > 5 else ""),
+            "converting without them would compute something else than the checkpoint; if the family "
+            "does without them on purpose, the plugin names them in load_weights(unused=...) — otherwise "
+            "report it to the plugin's maintainers",
+        )
     missing = [k for k in missing if not (tied_lm_head and k == "lm_head.weight")]
     if missing:
-        raise LitertError(
-            f"{checkpoint.source or checkpoint.path} leaves model parameters unloaded: {', '.join(missing[:5])}",
-            "the weights do not match config.json; re-download the checkpoint",
-        )
+        raise LitertError(f"{where} leaves model parameters unloaded: {', '.join(missing[:5])}", _MISMATCH_HINT)
     model.eval()
     return model
+
+
+_MISMATCH_HINT = (
+    "either the checkpoint is incomplete (re-download it) or the plugin builds another variant of the "
+    "architecture than this checkpoint's (report it to the plugin's maintainers)"
+)
 
 
 class _WithoutBlocks:

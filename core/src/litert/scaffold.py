@@ -166,11 +166,13 @@ def model_config(checkpoint: Checkpoint, settings: ExportSettings) -> Any:
         rotary_base=int(hf.rope_theta(c, default=10000.0)),
         rotary_percentage=1.0,
         qkv_use_bias=bool(c.get("attention_bias", False)),
+        output_proj_use_bias=bool(c.get("attention_bias", False)),  # transformers biases o_proj too
     )
     ff = cfg.FeedForwardConfig(
         type=cfg.FeedForwardType.GATED,
         activation=cfg.ActivationConfig(cfg.ActivationType.SILU),
         intermediate_size=int(hf.require(c, "intermediate_size", checkpoint)),
+        use_bias=bool(c.get("mlp_bias", False)),
     )
     block = cfg.TransformerBlockConfig(
         attn_config=attn, ff_config=ff, pre_attention_norm_config=norm, post_attention_norm_config=norm

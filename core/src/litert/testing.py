@@ -21,13 +21,14 @@ and passes the parity check against transformers.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
-from litert import hookspecs
+from litert import hookspecs, stress
 from litert.types import QUANTIZATION_RECIPES, ExportSettings, PromptFormat, SamplerDefaults, TokenizerAssets
 
 
@@ -37,6 +38,36 @@ def litert_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "litert-home"
     monkeypatch.setenv("LITERT_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="class")
+def litert_kit_converted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The plugin's tiny checkpoint converted once per conformance class (its `settings`)."""
+    import os
+
+    from litert.convert import ConvertOptions, convert
+
+    kit = request.cls
+    home = tmp_path_factory.mktemp("litert-kit-home")
+    old = os.environ.get("LITERT_HOME")
+    os.environ["LITERT_HOME"] = str(home)
+    try:
+        s = kit.settings
+        yield convert(
+            str(kit.checkpoint),
+            ConvertOptions(
+                output=home / f"{kit.plugin}.litertlm",
+                quantize=s.quantize,
+                prefill_lengths=s.prefill_lengths,
+                kv_cache_max_len=s.kv_cache_max_len,
+                verify=True,
+            ),
+        )
+    finally:
+        if old is None:
+            os.environ.pop("LITERT_HOME", None)
+        else:
+            os.environ["LITERT_HOME"] = old
 
 
 def _plugins() -> Any:
@@ -54,6 +85,10 @@ class PluginConformance:
     expected_answer: ClassVar[str | None] = None
     # Small export settings: conformance is about correctness, not the production export.
     settings: ClassVar[ExportSettings] = ExportSettings(prefill_lengths=(8,), kv_cache_max_len=128, quantize="none")
+    stress_refused: ClassVar[Mapping[str, str]] = {}
+    """Stress variants (`litert.stress.VARIANT_NAMES`) the plugin refuses on purpose: name -> a
+    regular expression its LitertError message matches. Every other variant must convert to
+    logits equal to transformers'; a variant listed here must really be refused."""
 
     # -- loading -------------------------------------------------------------------------
 
@@ -136,46 +171,46 @@ class PluginConformance:
         assert getattr(module, "config", None) is not None, "the module has no litert-torch ModelConfig"
         assert not module.training, "the model must be in eval mode"
 
+    # -- stress variants: the model code against transformers, on checkpoints the author did not make --
+
+    @pytest.mark.parametrize("variant", stress.VARIANT_NAMES)
+    def test_stress_variant_matches_transformers(self, variant: str, tmp_path: Path) -> None:
+        from litert.checkpoint import load_checkpoint
+        from litert.errors import LitertError
+
+        v = stress.variant_named(variant)
+        base = load_checkpoint(self.checkpoint).config
+        if not v.applies(base):
+            pytest.skip(f"{variant} ({v.description}) does not apply to {self.checkpoint.name}")
+        path = stress.make_variant(self.checkpoint, v, tmp_path / variant)
+        refused = self.stress_refused.get(variant)
+        try:
+            result = stress.compare(self.plugin, path)
+        except LitertError as exc:
+            assert refused is not None, (
+                f"{self.plugin} refuses {variant} ({v.description}): {exc}. If that is deliberate, list it in "
+                "stress_refused with the message; transformers computes this checkpoint"
+            )
+            assert re.search(refused, str(exc)), f"refused with an unexpected message: {exc}"
+            return
+        assert refused is None, f"{variant} is listed in stress_refused but converts; remove it from the list"
+        assert result.ok, f"{self.plugin} computes other logits than transformers on {variant} ({v.description}): " + (
+            result.describe()
+        )
+
     # -- end to end ----------------------------------------------------------------------
 
-    @pytest.fixture(scope="class")
-    def converted(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-        import os
-
-        from litert.convert import ConvertOptions, convert
-
-        home = tmp_path_factory.mktemp("litert-kit-home")
-        old = os.environ.get("LITERT_HOME")
-        os.environ["LITERT_HOME"] = str(home)
-        try:
-            s = self.settings
-            yield convert(
-                str(self.checkpoint),
-                ConvertOptions(
-                    output=home / f"{self.plugin}.litertlm",
-                    family=None,
-                    quantize=s.quantize,
-                    prefill_lengths=s.prefill_lengths,
-                    kv_cache_max_len=s.kv_cache_max_len,
-                    verify=True,
-                ),
-            )
-        finally:
-            if old is None:
-                os.environ.pop("LITERT_HOME", None)
-            else:
-                os.environ["LITERT_HOME"] = old
-
-    def test_converts_and_passes_parity(self, converted: Any) -> None:
+    def test_converts_and_passes_parity(self, litert_kit_converted: Any) -> None:
+        converted = litert_kit_converted
         assert converted.path.is_file() and converted.size > 0
         report = converted.parity
         assert report is not None and report.passed, report.table() if report else "not verified"
         assert dataclasses.asdict(converted.plan.settings)["quantize"] == self.settings.quantize
 
-    def test_runs_in_litert_lm(self, converted: Any) -> None:
+    def test_runs_in_litert_lm(self, litert_kit_converted: Any) -> None:
         from litert.runtime import Chat, RunOptions
 
-        with Chat(converted.path, RunOptions(temperature=0.0, max_tokens=32)) as chat:
+        with Chat(litert_kit_converted.path, RunOptions(temperature=0.0, max_tokens=32)) as chat:
             answer = "".join(chat.send(self.prompt))
         assert answer.strip(), "the model answered nothing"
         if self.expected_answer is not None:

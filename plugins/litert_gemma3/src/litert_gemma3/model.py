@@ -48,7 +48,8 @@ def model_config(checkpoint: Checkpoint, settings: ExportSettings) -> Any:
         )
     if not c.get("tie_word_embeddings", True):
         raise LitertError(
-            "this Gemma3 checkpoint has an untied LM head, which Gemma3 never has", "check the checkpoint"
+            "this Gemma3 checkpoint has an untied LM head (tie_word_embeddings: false)",
+            "litert-gemma3 converts tied Gemma3 checkpoints, as every Gemma3 release is",
         )
     for kind in ("full_attention", "sliding_attention"):
         scaling = hf.rope_type(c, kind)
@@ -86,8 +87,12 @@ def model_config(checkpoint: Checkpoint, settings: ExportSettings) -> Any:
             num_query_groups=int(c.get("num_key_value_heads") or heads),
             rotary_base=int(local_theta if local else global_theta),
             rotary_percentage=1.0,
+            # q, k and v are fused as [all q; all k; all v] and split that way; the
+            # default (interleaved per KV group) is only right with one KV head.
             qkv_transpose_before_split=True,
+            qkv_fused_interleaved=False,
             qkv_use_bias=bool(c.get("attention_bias", False)),
+            output_proj_use_bias=bool(c.get("attention_bias", False)),  # transformers biases o_proj too
             query_norm_config=norm,
             key_norm_config=norm,
             logit_softcap=None,

@@ -47,6 +47,7 @@ def model_config(checkpoint: Checkpoint, settings: ExportSettings) -> Any:
         rotary_base=int(theta),
         rotary_percentage=1.0,
         qkv_use_bias=bool(c.get("attention_bias", False)),
+        output_proj_use_bias=bool(c.get("attention_bias", False)),  # transformers biases o_proj too
         qkv_transpose_before_split=True,
         qkv_fused_interleaved=False,
     )

@@ -1,0 +1,270 @@
+"""Stress variants: prove a plugin's `build_model` against transformers on checkpoints it did not make.
+
+A tiny checkpoint trained by the plugin's author shares the author's blind spots: with
+one KV head, a wrong q/k/v layout is invisible; with biases trained from zero, a model
+that drops them is off by little. Here every parameter is re-drawn at random with a
+realistic spread (biases |b| ~ 0.5, norm scales between 0.2 and 2.0) and the config
+fields a family accepts are swept: KV heads 1, 2 and all, a head_dim that is not
+hidden/heads, tied and untied heads, an odd layer count, a sliding window shorter than
+the prompt, biases switched on. Each variant is built by transformers itself (from the
+config, no checkpoint code), saved as safetensors, built again through the plugin's
+hooks, and the two models' logits are compared on the same tokens, in float32, at the
+torch level (no export): a variant takes about a second.
+
+Public for plugin authors: the plugin kit (`litert.testing.PluginConformance`) runs
+every variant; `make_variant` and `compare` are usable on their own, e.g. to debug one::
+
+    from litert import stress
+    variant = stress.variant_named("kv_heads_2", base_config)
+    path = stress.make_variant(TINY_CHECKPOINT, variant, tmp_path / "kv2")
+    result = stress.compare("myfamily", path)
+    assert result.ok, result.describe()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from litert.errors import LitertError
+
+PROMPT_TOKENS = 24
+"""Tokens compared per variant: longer than the window of the window variant."""
+KV_CACHE_LEN = 64
+WINDOW = 5
+"""The window of the `window_shorter_than_prompt` variant."""
+TOLERANCE = 1e-5
+"""Largest |Δlogit| allowed, relative to the largest |logit| of the reference (float32 both)."""
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "generation_config.json",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class StressVariant:
+    """One checkpoint variant: a name and a function from the base config.json to the variant's.
+
+    `applies(config)` is False where the variant means nothing for the base (no sliding
+    layers, too few heads); the kit then skips it with the reason.
+    """
+
+    name: str
+    description: str
+    edit: Callable[[dict[str, Any]], None]
+    applies: Callable[[Mapping[str, Any]], bool] = lambda config: True
+
+
+def _heads(c: Mapping[str, Any]) -> int:
+    return int(c["num_attention_heads"])
+
+
+def _head_dim(c: Mapping[str, Any]) -> int:
+    return int(c.get("head_dim") or int(c["hidden_size"]) // _heads(c))
+
+
+def _has_sliding(c: Mapping[str, Any]) -> bool:
+    return "sliding_attention" in (c.get("layer_types") or ())
+
+
+def _set_layers(c: dict[str, Any], n: int) -> None:
+    types = c.get("layer_types")
+    if types:
+        c["layer_types"] = [types[i % len(types)] for i in range(n)]
+        if _has_sliding({"layer_types": types}) and "full_attention" in types:
+            # keep at least one global layer, as every sliding-window family has
+            c["layer_types"][-1] = "full_attention"
+    c["num_hidden_layers"] = n
+
+
+def _set(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda c: c.update(fields)
+
+
+VARIANTS: tuple[StressVariant, ...] = (
+    StressVariant("perturbed", "the base config, every parameter re-drawn", lambda c: None),
+    StressVariant("kv_heads_1", "one KV head (multi-query)", _set(num_key_value_heads=1)),
+    StressVariant(
+        "kv_heads_2",
+        "two KV heads (grouped-query)",
+        _set(num_key_value_heads=2),
+        lambda c: _heads(c) % 2 == 0 and _heads(c) > 2,
+    ),
+    StressVariant(
+        "kv_heads_all", "as many KV heads as heads (multi-head)", lambda c: c.update(num_key_value_heads=_heads(c))
+    ),
+    StressVariant(
+        "head_dim",
+        "head_dim different from hidden_size / num_attention_heads",
+        lambda c: c.update(head_dim=_head_dim(c) + 8),
+    ),
+    StressVariant("tied", "LM head tied to the embedding", _set(tie_word_embeddings=True)),
+    StressVariant("untied", "an LM head of its own", _set(tie_word_embeddings=False)),
+    StressVariant("odd_layers", "three layers", lambda c: _set_layers(c, 3)),
+    StressVariant(
+        "window_shorter_than_prompt",
+        f"a sliding window of {WINDOW} tokens, shorter than the {PROMPT_TOKENS}-token prompt",
+        _set(sliding_window=WINDOW),
+        _has_sliding,
+    ),
+    StressVariant(
+        "attention_bias",
+        "attention_bias: true (biases on the attention projections)",
+        _set(attention_bias=True),
+        lambda c: "attention_bias" in c,
+    ),
+    StressVariant(
+        "mlp_bias", "mlp_bias: true (biases on the MLP projections)", _set(mlp_bias=True), lambda c: "mlp_bias" in c
+    ),
+)
+VARIANT_NAMES: tuple[str, ...] = tuple(v.name for v in VARIANTS)
+
+
+def variant_named(name: str) -> StressVariant:
+    """The variant called `name` (one of VARIANT_NAMES)."""
+    for v in VARIANTS:
+        if v.name == name:
+            return v
+    raise KeyError(name)
+
+
+def _redraw(model: Any, seed: int) -> None:
+    """Every parameter at random, with the spread of a trained model rather than of an init.
+
+    Norm scales uniform in [0.2, 2.0] (far from 1, and for zero-centred norms far from 0);
+    biases N(0, 0.5); embeddings N(0, 1); other matrices N(0, 1/fan_in).
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1 and "norm" in name.lower():
+                p.copy_(0.2 + 1.8 * torch.rand(p.shape, generator=gen))
+            elif p.dim() == 1:
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+            elif "embed" in name.lower():
+                p.copy_(torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen) * p.shape[-1] ** -0.5)
+
+
+def make_variant(base: Path, variant: StressVariant, dest: Path, seed: int = 0) -> Path:
+    """Write the variant of checkpoint `base` into `dest` and return `dest`.
+
+    The model is built by transformers from the edited config.json (its own registered
+    classes only: no code from the checkpoint is run), every parameter re-drawn, and
+    saved as float32 safetensors beside the base's tokenizer files.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    variant.edit(config)
+    config["dtype"] = "float32"
+    config.pop("torch_dtype", None)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if (base / name).is_file():
+            shutil.copyfile(base / name, dest / name)
+    (dest / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    hf_config = AutoConfig.from_pretrained(dest, trust_remote_code=False)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32, trust_remote_code=False)
+    _redraw(model, seed)
+    model.save_pretrained(dest, safe_serialization=True)
+    return dest
+
+
+@dataclasses.dataclass
+class Comparison:
+    """The plugin's logits against transformers' on one variant."""
+
+    max_abs_diff: float
+    max_abs_ref: float
+    argmax_agree: float
+    """Share of positions whose top token is the same."""
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= TOLERANCE * max(1.0, self.max_abs_ref) and self.argmax_agree == 1.0
+
+    def describe(self) -> str:
+        return (
+            f"max |Δlogit| {self.max_abs_diff:.3g} (largest logit {self.max_abs_ref:.3g}, "
+            f"allowed {TOLERANCE * max(1.0, self.max_abs_ref):.3g}), top-1 agreement {self.argmax_agree:.1%}"
+        )
+
+
+def prompt_ids(vocab_size: int, seed: int = 0) -> list[int]:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    return [int(i) for i in torch.randint(0, vocab_size, (PROMPT_TOKENS,), generator=gen)]
+
+
+def litert_torch_logits(model: Any, ids: list[int]) -> Any:
+    """Logits of a litert-torch decoder for `ids` from position 0, with a causal mask as input."""
+    import torch
+    from litert_torch.generative.layers import kv_cache as kv_utils
+
+    n = len(ids)
+    kv = kv_utils.KVCache.from_model_config(KV_CACHE_LEN, model.config)
+    mask = torch.triu(torch.full((n, KV_CACHE_LEN), float("-inf")), diagonal=1)[None, None]
+    with torch.no_grad():
+        out = model(torch.tensor([ids], dtype=torch.int), torch.arange(n, dtype=torch.int), kv, mask=mask)
+    return out["logits"][0].float()
+
+
+def reference_logits(path: Path, ids: list[int]) -> Any:
+    """transformers' logits for the checkpoint at `path` (float32, eager attention)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float32, attn_implementation="eager", trust_remote_code=False
+    )
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].float()
+
+
+def build(plugin: str, path: Path) -> Any:
+    """Plan and build the checkpoint at `path` through the installed plugin `plugin`, as
+    `litert convert` does (claim, every planning hook, build_model), without exporting.
+
+    Raises LitertError where the plugin (or the core's checks) refuse the checkpoint.
+    """
+    from litert.checkpoint import load_checkpoint
+    from litert.convert import ConvertOptions, plan_conversion
+    from litert.plugins import get_plugins
+    from litert.types import ExportSettings
+
+    plugins = get_plugins()
+    ckpt = load_checkpoint(path)
+    plan = plan_conversion(plugins, ckpt, ConvertOptions(family=plugin))
+    settings = ExportSettings(prefill_lengths=(8,), kv_cache_max_len=KV_CACHE_LEN, quantize="none")
+    return plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=settings)
+
+
+def compare(plugin: str, path: Path) -> Comparison:
+    """Build `path` through `plugin` and compare its logits with transformers'."""
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    ids = prompt_ids(int(config["vocab_size"]))
+    ours = litert_torch_logits(build(plugin, path), ids)
+    ref = reference_logits(path, ids)
+    if ours.shape != ref.shape:
+        raise LitertError(f"the plugin's logits have shape {tuple(ours.shape)}, transformers' {tuple(ref.shape)}")
+    return Comparison(
+        max_abs_diff=float((ours - ref).abs().max()),
+        max_abs_ref=float(ref.abs().max()),
+        argmax_agree=float((ours.argmax(-1) == ref.argmax(-1)).float().mean()),
+    )
