@@ -176,6 +176,11 @@ class BundleInfo:
     def stop_token_ids(self) -> list[int]:
         return [i for t in self.llm.stop_tokens for i in t.token_ids.ids]
 
+    @property
+    def start_token_ids(self) -> list[int]:
+        """What the runtime writes before every prompt (BOS), empty when nothing."""
+        return list(self.llm.start_token.token_ids.ids) if self.llm.HasField("start_token") else []
+
 
 def read_bundle(path: Path) -> BundleInfo:
     """Read a bundle's header and LlmMetadata (not the model weights)."""

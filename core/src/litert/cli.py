@@ -180,6 +180,14 @@ def run(
     revision: Annotated[
         Optional[str], typer.Option(help="For a Hub id: the revision the bundle must come from.")
     ] = None,
+    raw: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--raw/--chat",
+            help="Send the prompt as plain text to continue, without turn markers (base models); "
+            "default: raw exactly when the bundle has no chat template.",
+        ),
+    ] = None,
 ) -> None:
     """Chat with a bundle, or answer one prompt given with --prompt or on stdin."""
     from litert import store
@@ -200,6 +208,7 @@ def run(
         system=system,
         show_reasoning=show_reasoning,
         thinking=think,
+        raw=raw,
     )
     from litert.console import captured_native_output
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import litert
 from litert import checkpoint as checkpoint_lib
-from litert import store, templates, tokenizer, weights
+from litert import hf, store, templates, tokenizer, weights
 from litert.console import Progress, captured_native_output
 from litert.errors import LitertError
 from litert.plugins import PluginSet, get_plugins
@@ -77,7 +77,10 @@ def _typed(value: Any, cls: type, plugin: str, hook: str) -> Any:
 
 def plan_conversion(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOptions) -> ConversionPlan:
     """Claim the checkpoint and ask the claiming plugin for its settings and formats."""
+    from litert import preflight
+
     plugin, claim = plugins.claim(ckpt, options.family)
+    preflight.check_config(ckpt)
     settings = _typed(plugins.call(plugin, "export_config", claim=claim), ExportSettings, plugin, "export_config")
     overrides: dict[str, Any] = {}
     if options.quantize is not None:
@@ -92,6 +95,11 @@ def plan_conversion(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOption
     prompt = _typed(plugins.call(plugin, "prompt_format", claim=claim), PromptFormat, plugin, "prompt_format")
     sampler = _typed(plugins.call(plugin, "sampler_defaults", claim=claim), SamplerDefaults, plugin, "sampler_defaults")
     sampler.validate()
+    if assets.kind == "sentencepiece":
+        tokenizer.check_assets(assets)
+        preflight.check_sentencepiece(assets)
+    if prompt.chat_template:
+        preflight.check_template(prompt.chat_template, hf.special_tokens(ckpt))
     stop_ids = tokenizer.token_ids(assets, prompt.stop_tokens)
     start_id = tokenizer.token_ids(assets, (prompt.start_token,))[0] if prompt.start_token else None
     chat_template = templates.adapt_chat_template(prompt.chat_template) if prompt.chat_template else None
@@ -124,6 +132,7 @@ def bundle_summary(plugins: PluginSet, plan: ConversionPlan, name: str) -> dict[
         "settings": dataclasses.asdict(plan.settings),
         "sampler": dataclasses.asdict(plan.sampler),
         "reasoning_tags": list(plan.prompt.reasoning_tags) if plan.prompt.reasoning_tags else None,
+        "chat_template": plan.chat_template is not None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

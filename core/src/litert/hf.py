@@ -73,6 +73,18 @@ def chat_template(checkpoint: Checkpoint) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def special_tokens(checkpoint: Checkpoint) -> dict[str, str]:
+    """bos_token, eos_token, … as tokenizer_config.json names them (what chat templates are given)."""
+    out: dict[str, str] = {}
+    for key, value in tokenizer_config(checkpoint).items():
+        if key.endswith("_token"):
+            if isinstance(value, dict):
+                value = value.get("content")
+            if isinstance(value, str):
+                out[key] = value
+    return out
+
+
 def added_tokens(checkpoint: Checkpoint) -> dict[str, int]:
     """Added (special) tokens of tokenizer.json, content -> id, without loading the tokenizer."""
     path = checkpoint.file("tokenizer.json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from litert.errors import LitertError
 from litert.types import Checkpoint
@@ -40,8 +41,31 @@ def parameter_count(checkpoint: Checkpoint) -> int:
     return total
 
 
+def config_parameter_count(config: Any) -> int:
+    """Parameters of the model config.json describes (a decoder-only transformer), 0 when unknown.
+
+    The model built is what takes memory, whatever the files hold: a config that asks for
+    100,000 layers over a small file must not pass the pre-flight check.
+    """
+    try:
+        hidden = int(config["hidden_size"])
+        layers = int(config["num_hidden_layers"])
+        vocab = int(config["vocab_size"])
+        heads = int(config["num_attention_heads"])
+        kv = int(config.get("num_key_value_heads") or heads)
+        head_dim = int(config.get("head_dim") or hidden // heads)
+        inter = int(config.get("intermediate_size") or 4 * hidden)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return 0
+    attention = hidden * head_dim * (2 * heads + 2 * kv)
+    mlp = 3 * hidden * inter
+    embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings", True) else 2)
+    return max(0, layers * (attention + mlp) + embeddings)
+
+
 def estimate_peak_bytes(checkpoint: Checkpoint) -> int:
-    return int(BASE_BYTES + BYTES_PER_PARAM * parameter_count(checkpoint))
+    count = max(parameter_count(checkpoint), config_parameter_count(checkpoint.config))
+    return int(BASE_BYTES + BYTES_PER_PARAM * count)
 
 
 def _parse_size(text: str) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ class RunOptions:
     show_reasoning: bool = False
     thinking: bool | None = None
     """False passes enable_thinking=False to the chat template (Qwen3's no-think mode)."""
+    raw: bool | None = None
+    """The prompt goes to the model as text, without turn markers (base models). None: raw
+    exactly when the bundle carries no chat template."""
 
 
 def effective_sampler(bundle: BundleInfo, options: RunOptions) -> SamplerDefaults:
@@ -97,6 +101,7 @@ class Chat:
         self.options = options or RunOptions()
         self.bundle = read_bundle(path)
         self.sampler = effective_sampler(self.bundle, self.options)
+        self.raw = self.options.raw if self.options.raw is not None else not has_chat_template(self.bundle)
         self.log_path = log_path
         self._engine: Any = None
         self._conversation: Any = None
@@ -105,7 +110,6 @@ class Chat:
     def _open(self) -> None:
         import litert_lm
 
-        from litert import store
 
         litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
         s = self.sampler
@@ -116,13 +120,11 @@ class Chat:
             temperature=1.0 if greedy else s.temperature,
             seed=self.options.seed if self.options.seed is not None else 0,
         )
+        self._engine = open_engine(self.bundle.path, int(self.bundle.llm.max_num_tokens) or None)
+        self._sampler_config = sampler
+        if self.raw:
+            return
         try:
-            self._engine = litert_lm.Engine(
-                str(self.bundle.path),
-                backend=litert_lm.Backend.CPU(),
-                max_num_tokens=int(self.bundle.llm.max_num_tokens) or None,
-                cache_dir=str(store.runtime_cache_dir()),
-            )
             self._conversation = self._engine.create_conversation(
                 sampler_config=sampler,
                 system_message=self.options.system,
@@ -131,12 +133,15 @@ class Chat:
             )
         except Exception as exc:
             raise LitertError(
-                f"the LiteRT-LM runtime cannot load {self.bundle.path}: {exc}",
+                f"the LiteRT-LM runtime cannot start a conversation on {self.bundle.path}: {exc}",
                 "reconvert the model with this version of litert",
             ) from exc
 
     def send(self, text: str) -> Iterator[str]:
         """Stream the model's answer to `text`, chunk by chunk."""
+        if self.raw:
+            yield from self._send_raw(text)
+            return
         tags = self.bundle.summary.get("reasoning_tags")
         filt = ReasoningFilter(None if self.options.show_reasoning or not tags else (tags[0], tags[1]))
         try:
@@ -157,6 +162,27 @@ class Chat:
         if rest:
             yield rest
 
+    def _send_raw(self, text: str) -> Iterator[str]:
+        """Continue `text` as it is (a fresh session per prompt: a base model has no turns)."""
+        session = self._engine.create_session(apply_prompt_template=False, sampler_config=self._sampler_config)
+        cap = self.sampler.max_tokens
+        try:
+            session.run_prefill([text])
+            for n, responses in enumerate(session.run_decode_async(), start=1):
+                piece = "".join(responses.texts)
+                if piece:
+                    yield piece
+                if cap is not None and n >= cap:
+                    break
+        except RuntimeError as exc:
+            raise LitertError(
+                f"generation failed: {exc}",
+                "the prompt may be longer than the bundle's context; shorten it or reconvert with a larger "
+                "--kv-cache-max-len",
+            ) from exc
+        finally:
+            session.close()
+
     def close(self) -> None:
         for obj in (self._conversation, self._engine):
             if obj is not None:
@@ -168,6 +194,56 @@ class Chat:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def has_chat_template(bundle: BundleInfo) -> bool:
+    """The bundle carries a chat template (bundles of base models do not)."""
+    flag = bundle.summary.get("chat_template")
+    if isinstance(flag, bool):
+        return flag
+    return bool(getattr(bundle.llm, "jinja_prompt_template", ""))
+
+
+_GLOG_LINE = re.compile(r"^[EF]\d{4} [\d:.]+\s+\d+ [^\]]+\] ?(.*)$")
+
+
+def native_reason(log: str) -> str | None:
+    """The runtime's own reason for a failure, from its native log: its last error line."""
+    errors = [m.group(1).strip() for m in map(_GLOG_LINE.match, log.splitlines()) if m and m.group(1).strip()]
+    return errors[-1] if errors else None
+
+
+def open_engine(path: Path, max_num_tokens: int | None) -> Any:
+    """A LiteRT-LM engine on `path`; when the runtime refuses the bundle, the one line says its reason.
+
+    The runtime raises a generic "Failed to create engine" and writes the reason (e.g.
+    "unk is not defined" for a tokenizer without an unknown piece) to its native log;
+    that log is captured here and its last error line is what the user sees.
+    """
+    import tempfile
+
+    import litert_lm
+
+    from litert import store
+    from litert.console import captured_native_output
+
+    with tempfile.TemporaryDirectory(prefix="litert-engine-") as tmp:
+        log = Path(tmp) / "engine.log"
+        try:
+            with captured_native_output(log, fds=(2,)):
+                return litert_lm.Engine(
+                    str(path),
+                    backend=litert_lm.Backend.CPU(),
+                    max_num_tokens=max_num_tokens,
+                    cache_dir=str(store.runtime_cache_dir()),
+                )
+        except Exception as exc:
+            text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+            reason = native_reason(text) or str(exc).splitlines()[0]
+            raise LitertError(
+                f"the LiteRT-LM runtime cannot load {path}: {reason}",
+                "if the bundle was made by litert, reconvert it with this version; otherwise it is damaged",
+            ) from exc
 
 
 def quiet_runtime_env() -> None:

@@ -179,8 +179,41 @@ def _render(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     return list(ids)
 
 
-def prompt_set(tokenizer: Any, config: dict[str, Any], settings: dict[str, Any], tokens: int, quick: bool):
-    """(name, messages, ids) for each prompt that fits the bundle's context."""
+RAW_TEXTS = [
+    ("capital", "The capital of France is"),
+    ("count", "One, two, three, four,"),
+    ("story", "Once upon a time, a lighthouse keeper"),
+]
+
+
+def raw_prompt_set(
+    tokenizer: Any, config: dict[str, Any], settings: dict[str, Any], tokens: int, quick: bool, start: list[int]
+):
+    """(name, text, ids) for a base model without a chat template: plain text, with the start
+    token (BOS) the runtime writes before it when the tokenizer does not add it itself."""
+    kv = int(settings["kv_cache_max_len"])
+    target = max(max(settings["prefill_lengths"]), int(config.get("sliding_window") or 0)) + 8
+    texts = list(RAW_TEXTS[:2] if quick else RAW_TEXTS)
+    long_text = LONG_TEXT
+    while len(tokenizer(long_text)["input_ids"]) <= target and len(long_text) < 100_000:
+        long_text += LONG_TEXT
+    texts.append(("long", long_text))
+    prompts = []
+    for name, text in texts:
+        ids = list(tokenizer(text)["input_ids"])
+        if start and ids[: len(start)] != start:
+            ids = start + ids
+        prompts.append((name, text, ids))
+    return [p for p in prompts if len(p[2]) + tokens + 2 <= kv]
+
+
+def prompt_set(
+    tokenizer: Any, config: dict[str, Any], settings: dict[str, Any], tokens: int, quick: bool, start: list[int] = ()
+):
+    """(name, messages, ids) for each prompt that fits the bundle's context; (name, text, ids)
+    when the checkpoint has no chat template (a base model)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return raw_prompt_set(tokenizer, config, settings, tokens, quick, list(start))
     kv = int(settings["kv_cache_max_len"])
     longest = max(settings["prefill_lengths"])
     window = int(config.get("sliding_window") or 0)
@@ -212,8 +245,24 @@ def _reference_greedy(model: Any, ids: list[int], tokens: int) -> tuple[list[int
     return generated, torch.stack(logits)
 
 
-def _runtime_answer(engine: Any, messages: list[dict[str, str]], tokens: int) -> str:
+def _runtime_answer(engine: Any, messages: list[dict[str, str]] | str, tokens: int) -> str:
     import litert_lm
+
+    if isinstance(messages, str):  # a base model: the text as it is, no turn markers
+        session = engine.create_session(
+            apply_prompt_template=False,
+            sampler_config=litert_lm.SamplerConfig(top_k=1, temperature=1.0, top_p=1.0, seed=0),
+        )
+        try:
+            session.run_prefill([messages])
+            pieces = []
+            for n, responses in enumerate(session.run_decode_async(), start=1):
+                pieces.append("".join(responses.texts))
+                if n >= tokens:
+                    break
+            return "".join(pieces)
+        finally:
+            session.close()
 
     *history, last = messages
     system = None
@@ -238,9 +287,9 @@ def verify(checkpoint_dir: Path, bundle_path: Path, tokens: int = 32, quick: boo
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from litert import store
     from litert.bundle import read_bundle
     from litert.checkpoint import load_checkpoint
+    from litert.runtime import open_engine
     from litert.tflite_runner import BundleModel
 
     info = read_bundle(bundle_path)
@@ -264,15 +313,12 @@ def verify(checkpoint_dir: Path, bundle_path: Path, tokens: int = 32, quick: boo
 
     litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
     bundle_model = BundleModel(bundle_path)
-    engine = litert_lm.Engine(
-        str(bundle_path),
-        backend=litert_lm.Backend.CPU(),
-        max_num_tokens=int(info.llm.max_num_tokens),
-        cache_dir=str(store.runtime_cache_dir()),
-    )
+    engine = open_engine(bundle_path, int(info.llm.max_num_tokens))
     reports = []
     try:
-        for name, messages, ids in prompt_set(tokenizer, dict(ckpt.config), settings, tokens, quick):
+        for name, messages, ids in prompt_set(
+            tokenizer, dict(ckpt.config), settings, tokens, quick, info.start_token_ids
+        ):
             ref_tokens, ref_logits = _reference_greedy(model, ids, tokens)
             # Teacher-forced through the bundle's .tflite, on the reference's own continuation.
             bundle_model.reset()

@@ -106,19 +106,25 @@ def read_header(path: Path) -> dict[str, Any]:
 
 def check_weights(checkpoint: Checkpoint) -> dict[str, Path]:
     """Validate every weights file cheaply (headers only) and map tensor names to files."""
+    from litert import preflight
+
     where: dict[str, Path] = {}
+    shapes: dict[str, list[int]] = {}
     for path in safetensors_files(checkpoint):
         if path.suffix in _PICKLE_SUFFIXES:
             continue  # allowed pickles are checked when loaded (weights_only)
-        for key in read_header(path):
+        for key, info in read_header(path).items():
             if key == "__metadata__":
                 continue
+            preflight.check_weight_header(key, info, path.name)
+            shapes[key] = [int(d) for d in info.get("shape", [])]
             if key in where:
                 raise LitertError(
                     f"tensor {key} appears in both {where[key].name} and {path.name}",
                     "remove the stray file from the checkpoint directory",
                 )
             where[key] = path
+    preflight.check_embedding_shape(checkpoint, shapes)
     return where
 
 

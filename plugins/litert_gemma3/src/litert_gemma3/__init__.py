@@ -59,7 +59,12 @@ def build_model(claim: Claim, settings: ExportSettings):
 
 @hookimpl
 def tokenizer_assets(claim: Claim) -> TokenizerAssets:
-    return TokenizerAssets(kind="sentencepiece", path=claim.checkpoint.path / "tokenizer.model")
+    # Google's checkpoints carry SentencePiece's tokenizer.model; fine-tunes saved by
+    # transformers 5 carry only tokenizer.json, which the runtime reads as well.
+    ckpt = claim.checkpoint
+    if ckpt.file("tokenizer.model") is None and ckpt.file("tokenizer.json") is not None:
+        return TokenizerAssets(kind="hf_tokenizer_json", path=ckpt.path / "tokenizer.json")
+    return TokenizerAssets(kind="sentencepiece", path=ckpt.path / "tokenizer.model")
 
 
 @hookimpl

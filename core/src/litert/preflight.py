@@ -1,0 +1,185 @@
+"""Checks at planning, in seconds, of what the export and the runtime will need.
+
+A checkpoint that cannot become a working bundle must be refused before minutes of
+export, with one line saying why: config values the model cannot be built from, weights
+that are not floating point, a tokenizer the runtime's library would not load, a chat
+template that does not render (or renders for ever).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from litert.errors import LitertError
+from litert.types import Checkpoint, TokenizerAssets
+
+# config.json fields that, where present, must be positive integers.
+_POSITIVE_INTS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+    "head_dim",
+)
+FLOAT_DTYPES = frozenset({"BF16", "F16", "F32", "F64"})
+"""safetensors dtypes a checkpoint's weights may have: litert converts floating-point checkpoints."""
+
+TEMPLATE_STEP_LIMIT = 2_000_000
+"""Lines of compiled template code one rendering may run (a real template runs thousands)."""
+TEMPLATE_OUTPUT_LIMIT = 1_000_000
+"""Characters one rendering of the check conversation may produce."""
+
+
+def check_config(checkpoint: Checkpoint) -> None:
+    """config.json values the model is built from are sane (types, signs, divisibility)."""
+    c = checkpoint.config
+    where = f"config.json of {checkpoint.source or checkpoint.path}"
+    for key in _POSITIVE_INTS:
+        if key not in c or c[key] is None:
+            continue
+        value = c[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise LitertError(
+                f"{where} has {key} = {value!r}, which is not a positive integer",
+                "the checkpoint's config.json is damaged; re-download it",
+            )
+    heads, kv = c.get("num_attention_heads"), c.get("num_key_value_heads")
+    if isinstance(heads, int) and isinstance(kv, int) and heads % kv:
+        raise LitertError(
+            f"{where} has {heads} attention heads, which {kv} KV heads do not divide",
+            "the checkpoint's config.json is damaged; re-download it",
+        )
+
+
+def check_weight_header(name: str, info: Mapping[str, Any], file: str) -> None:
+    """One tensor of a safetensors header: floating point, with a sane shape."""
+    dtype = info.get("dtype")
+    if dtype not in FLOAT_DTYPES:
+        raise LitertError(
+            f"{file}: tensor {name} is {dtype}, not floating point",
+            "litert converts bf16, fp16 and fp32 checkpoints; quantized checkpoints (GPTQ, AWQ, …) "
+            "must be de-quantized first",
+        )
+
+
+def check_embedding_shape(checkpoint: Checkpoint, shapes: Mapping[str, list[int]]) -> None:
+    """The embedding's shape agrees with config.json (vocab_size × hidden_size), where both are known."""
+    c = checkpoint.config
+    vocab, hidden = c.get("vocab_size"), c.get("hidden_size")
+    for name in ("model.embed_tokens.weight", "model.language_model.embed_tokens.weight"):
+        shape = shapes.get(name)
+        if shape is not None and vocab and hidden and list(shape) != [vocab, hidden]:
+            raise LitertError(
+                f"{checkpoint.source or checkpoint.path}: {name} is {shape[0]}×{shape[1] if len(shape) > 1 else '?'} "
+                f"but config.json says vocab_size {vocab} × hidden_size {hidden}",
+                "config.json does not belong to these weights; re-download the checkpoint",
+            )
+
+
+def check_sentencepiece(assets: TokenizerAssets) -> None:
+    """A SentencePiece model the LiteRT-LM runtime loads: it needs an `<unk>` piece of type UNKNOWN."""
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor()
+    try:
+        sp.Load(str(assets.path))
+    except Exception as exc:
+        raise LitertError(f"cannot read {assets.path.name}: {exc}", "re-download the tokenizer") from exc
+    unk = sp.unk_id()
+    if unk < 0 or unk >= sp.get_piece_size() or not sp.IsUnknown(unk):
+        raise LitertError(
+            f"{assets.path.name} defines no unknown piece (a piece of type UNKNOWN, usually <unk>), "
+            "which the LiteRT-LM runtime requires",
+            "use the model's original tokenizer.model",
+        )
+
+
+class _StepLimit:
+    """Counts lines run in compiled template code; stops a rendering that runs for ever."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.steps = limit, 0
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename != "<template>":
+            return None
+        return self._local
+
+    def _local(self, frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            self.steps += 1
+            if self.steps > self.limit:
+                raise _TooLong()
+        return self._local
+
+
+class _TooLong(Exception):
+    pass
+
+
+def render_template(template: str, messages: list[dict[str, Any]], **context: Any) -> str:
+    """Render a chat template as transformers does, in Jinja's immutable sandbox, with limits.
+
+    Raises LitertError when the template does not parse, breaks the sandbox's rules,
+    raises, runs more than TEMPLATE_STEP_LIMIT lines or writes more than
+    TEMPLATE_OUTPUT_LIMIT characters.
+    """
+    import jinja2
+    from jinja2.exceptions import SecurityError, TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: "26 Nov 2026"
+    env.filters["tojson"] = lambda value, **kw: __import__("json").dumps(value, ensure_ascii=False, **kw)
+    limit = _StepLimit(TEMPLATE_STEP_LIMIT)
+    try:
+        compiled = env.from_string(template)
+        old = sys.gettrace()
+        sys.settrace(limit)
+        try:
+            out = compiled.render(messages=messages, add_generation_prompt=True, **context)
+        finally:
+            sys.settrace(old)
+    except _TooLong:
+        raise LitertError(
+            f"the chat template did not finish rendering a one-question conversation within "
+            f"{TEMPLATE_STEP_LIMIT:,} steps (it loops)",
+            "fix the template in tokenizer_config.json or chat_template.jinja",
+        ) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise LitertError(
+            f"the chat template has a syntax error on line {exc.lineno}: {exc.message}",
+            "fix the template in tokenizer_config.json or chat_template.jinja",
+        ) from exc
+    except SecurityError as exc:
+        raise LitertError(
+            f"the chat template does something templates may not do: {exc}",
+            "use the model's original chat template",
+        ) from exc
+    except (TemplateError, RecursionError, OverflowError, TypeError, ValueError, AttributeError) as exc:
+        raise LitertError(
+            f"the chat template fails to render a simple conversation: {type(exc).__name__}: {exc}",
+            "fix the template in tokenizer_config.json or chat_template.jinja",
+        ) from exc
+    if len(out) > TEMPLATE_OUTPUT_LIMIT:
+        raise LitertError(
+            f"the chat template writes {len(out):,} characters for a one-question conversation",
+            "fix the template in tokenizer_config.json or chat_template.jinja",
+        )
+    return out
+
+
+CHECK_CONVERSATION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def check_template(template: str, special_tokens: Mapping[str, str]) -> None:
+    """The chat template renders a one-question conversation, in limited time and space."""
+    render_template(template, CHECK_CONVERSATION, **special_tokens)
