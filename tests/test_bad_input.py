@@ -78,13 +78,13 @@ def test_missing_tokenizer(tmp_path: Path, copy_tiny) -> None:
 
 
 def test_weights_that_do_not_match_config(tmp_path: Path, copy_tiny) -> None:
-    # Fails in the build stage, after planning: still one line and nothing written.
+    # Found from the safetensors headers while reading, before any model is built.
     ckpt = copy_tiny()
     config = json.loads((ckpt / "config.json").read_text())
     config["num_hidden_layers"] = 3
     (ckpt / "config.json").write_text(json.dumps(config))
     result = run_cli("convert", ckpt, *FAST, home=tmp_path / "home", cwd=tmp_path)
-    _assert_clean_failure(result, tmp_path, "model.layers.2")
+    _assert_clean_failure(result, tmp_path, "says 3 layers but the weights hold layers 0…1")
 
 
 def test_pickle_only_checkpoint_is_refused(tmp_path: Path, copy_tiny) -> None:

@@ -80,7 +80,6 @@ def plan_conversion(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOption
     from litert import preflight
 
     plugin, claim = plugins.claim(ckpt, options.family)
-    preflight.check_config(ckpt)
     settings = _typed(plugins.call(plugin, "export_config", claim=claim), ExportSettings, plugin, "export_config")
     overrides: dict[str, Any] = {}
     if options.quantize is not None:
@@ -162,6 +161,9 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
     title = f"Downloading {source}" + (f" @ {options.revision}" if options.revision else "")
     with progress.stage(title if from_hub else f"Reading {source}", open_line=from_hub):
         ckpt = checkpoint_lib.resolve_source(source, revision=options.revision, allow_pickle=options.allow_pickle)
+        from litert import preflight
+
+        preflight.check_config(ckpt)
         weights.check_weights(ckpt)
     if ckpt.revision:
         progress.say(f"      commit {ckpt.revision} · {ckpt.path}")

@@ -8,6 +8,7 @@ template that does not render (or renders for ever).
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -66,18 +67,29 @@ def check_weight_header(name: str, info: Mapping[str, Any], file: str) -> None:
         )
 
 
-def check_embedding_shape(checkpoint: Checkpoint, shapes: Mapping[str, list[int]]) -> None:
-    """The embedding's shape agrees with config.json (vocab_size × hidden_size), where both are known."""
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+def check_shapes_against_config(checkpoint: Checkpoint, shapes: Mapping[str, list[int]]) -> None:
+    """The weights describe the model config.json describes: the embedding is vocab_size ×
+    hidden_size and the layers are numbered 0 … num_hidden_layers - 1, where both are known."""
     c = checkpoint.config
+    where = checkpoint.source or checkpoint.path
+    hint = "config.json does not belong to these weights; re-download the checkpoint"
     vocab, hidden = c.get("vocab_size"), c.get("hidden_size")
     for name in ("model.embed_tokens.weight", "model.language_model.embed_tokens.weight"):
         shape = shapes.get(name)
         if shape is not None and vocab and hidden and list(shape) != [vocab, hidden]:
             raise LitertError(
-                f"{checkpoint.source or checkpoint.path}: {name} is {shape[0]}×{shape[1] if len(shape) > 1 else '?'} "
-                f"but config.json says vocab_size {vocab} × hidden_size {hidden}",
-                "config.json does not belong to these weights; re-download the checkpoint",
+                f"{where}: {name} is {' × '.join(map(str, shape))} but config.json says "
+                f"vocab_size {vocab} × hidden_size {hidden}",
+                hint,
             )
+    layers = {int(m.group(1)) for m in map(_LAYER.search, shapes) if m}
+    n = c.get("num_hidden_layers")
+    if layers and isinstance(n, int) and layers != set(range(n)):
+        have = f"layers 0…{max(layers)}" if layers == set(range(max(layers) + 1)) else f"{len(layers)} layers"
+        raise LitertError(f"{where}: config.json says {n} layers but the weights hold {have}", hint)
 
 
 def check_sentencepiece(assets: TokenizerAssets) -> None:

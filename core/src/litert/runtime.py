@@ -110,7 +110,6 @@ class Chat:
     def _open(self) -> None:
         import litert_lm
 
-
         litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
         s = self.sampler
         greedy = s.temperature == 0 or s.top_k == 1

@@ -124,7 +124,7 @@ def check_weights(checkpoint: Checkpoint) -> dict[str, Path]:
                     "remove the stray file from the checkpoint directory",
                 )
             where[key] = path
-    preflight.check_embedding_shape(checkpoint, shapes)
+    preflight.check_shapes_against_config(checkpoint, shapes)
     return where
 
 
