@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from test_bad_input import _assert_clean_failure
 
 from conftest import SMALLEST, run_cli
 from litert import stress
 from litert.errors import LitertError
-from test_bad_input import _assert_clean_failure
 
 
 def _edit_config(path: Path, **fields) -> None:
@@ -71,12 +71,12 @@ def test_checkpoint_tensors_the_model_does_not_use_stop_the_conversion(
 
 
 def test_tensors_declared_unused_are_allowed(tmp_path: Path, tiny_qwen3: Path) -> None:
-    from litert_qwen3 import model as qwen3_model
     from litert_torch.generative.examples.qwen import qwen3
 
     from litert.checkpoint import load_checkpoint
     from litert.modeling import load_weights
     from litert.types import ExportSettings
+    from litert_qwen3 import model as qwen3_model
 
     path = tmp_path / "ckpt"
     shutil.copytree(tiny_qwen3, path)
@@ -87,7 +87,7 @@ def test_tensors_declared_unused_are_allowed(tmp_path: Path, tiny_qwen3: Path) -
     config = qwen3_model.model_config(ckpt, ExportSettings(prefill_lengths=(8,), kv_cache_max_len=64))
     names = qwen3_model.tensor_names(tied=True)
 
-    with pytest.raises(LitertError, match="rotary_emb.inv_freq"):
+    with pytest.raises(LitertError, match=r"rotary_emb\.inv_freq"):
         load_weights(qwen3.Qwen3(config, mask_cache_size=0), ckpt, names, tied_lm_head=True)
     model = load_weights(
         qwen3.Qwen3(config, mask_cache_size=0),
