@@ -36,7 +36,7 @@ def test_convert_output_reports_progress(tmp_path: Path, tiny_qwen3: Path) -> No
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     for stage in ("[1/7] Reading", "[2/7] Planning", "[3/7] Building the model", "[4/7] Exporting 1 prefill",
-                  "[5/7] Writing", "[6/7] Storing as 'tiny-f32'", "[7/7] Verifying against transformers"):  # fmt: skip
+                  "[5/7] Writing", "[6/7] Verifying against transformers", "[7/7] Storing as 'tiny-f32'"):  # fmt: skip
         assert stage in result.stderr
     assert "qwen3 via litert-qwen3" in result.stderr
     needed = estimate_peak_bytes(load_checkpoint(tiny_qwen3)) / 1e9

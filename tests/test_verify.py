@@ -31,7 +31,7 @@ def test_fp32_qwen3_bundle_passes_with_identical_greedy_tokens(tmp_path: Path, t
     out = tmp_path / "q.litertlm"
     result = run_cli("convert", tiny_qwen3, *FAST, "--quantize", "none", "-o", out, home=tmp_path / "home")
     assert result.returncode == 0, result.stderr
-    assert "[7/7] Verifying against transformers ... done" in result.stderr
+    assert "[6/7] Verifying against transformers ... done" in result.stderr
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith("parity: top-1 100.0%, KL 0.0000") and line.endswith("(none) — pass"), line
     code, report = _verify_json(tiny_qwen3, out, tmp_path / "home")

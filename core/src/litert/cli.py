@@ -97,6 +97,9 @@ def convert(
             help="Accept pickle weights (*.bin) when there are no safetensors; loaded with weights_only=True."
         ),
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the output file if it exists (and the store entry pointing at it).")
+    ] = False,
 ) -> None:
     """Convert a checkpoint into a .litertlm bundle and store it under a name."""
     from litert.console import human_size, human_time
@@ -116,6 +119,7 @@ def convert(
         verify=verify,
         revision=revision,
         allow_pickle=allow_pickle,
+        force=force,
     )
     result = run_convert(source, options)
     print(
@@ -238,7 +242,7 @@ def _model_path(model: str, revision: str | None) -> Path:
 
 
 def _interactive(chat: object, model: str) -> None:
-    from litert.console import _private_stderr
+    from litert.console import Interrupted, _private_stderr, clear_interrupted
 
     err = _private_stderr()
     print(f"Chatting with {model}. Type /exit or press Ctrl-D to leave.", file=err, flush=True)
@@ -247,9 +251,9 @@ def _interactive(chat: object, model: str) -> None:
             err.write(">>> ")
             err.flush()
             line = sys.stdin.readline()
-        except KeyboardInterrupt:
+        except (Interrupted, KeyboardInterrupt):
             print(file=err)
-            return
+            raise  # Ctrl-C at the prompt leaves with 130, as shells expect
         if not line:
             print(file=err)
             return
@@ -260,7 +264,10 @@ def _interactive(chat: object, model: str) -> None:
             return
         try:
             _stream(chat, line)
-        except KeyboardInterrupt:
+        except (Interrupted, KeyboardInterrupt) as exc:
+            if isinstance(exc, Interrupted) and exc.signum != 2:
+                raise  # SIGTERM ends the chat
+            clear_interrupted()
             print("\n[interrupted]", file=err, flush=True)
 
 
@@ -434,6 +441,9 @@ def plugins_list(
 
 def main() -> None:
     """Entry point of the `litert` console script; the one place errors are printed."""
+    from litert.console import Interrupted, install_signal_handlers
+
+    install_signal_handlers()
     try:
         app()
     except LitertError as exc:
@@ -441,9 +451,10 @@ def main() -> None:
         hint = f" — {exc.hint}" if exc.hint else ""
         print(f"error: {exc.message}{hint}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        sys.exit(130)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        code = exc.exit_code if isinstance(exc, Interrupted) else 130
+        print("\n" + ("terminated" if code == 143 else "interrupted"), file=sys.stderr)
+        sys.exit(code)
     except Exception as exc:
         if os.environ.get("LITERT_DEBUG"):
             raise

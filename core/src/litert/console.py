@@ -31,6 +31,56 @@ def human_time(seconds: float) -> str:
     return f"{m} min {s:02d} s"
 
 
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT) or SIGTERM, raised where the program is.
+
+    Not a KeyboardInterrupt: typer turns those into a silent exit 130 before the CLI's
+    one place for messages sees them, and some libraries swallow them in bare `except:`
+    clauses. The handler also remembers the signal, and every stage boundary raises it
+    again, so an interrupt swallowed inside a library still stops the work at the latest
+    when the stage ends; `finally` blocks clean up on the way out.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+_PENDING: int | None = None
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    global _PENDING
+    _PENDING = signum
+    raise Interrupted(signum)
+
+
+def install_signal_handlers() -> None:
+    """SIGINT and SIGTERM raise Interrupted (native libraries may reinstall theirs: call again after loading them)."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
+
+
+def check_interrupted() -> None:
+    """Raise Interrupted if a signal arrived that something swallowed."""
+    global _PENDING
+    if _PENDING is not None:
+        signum, _PENDING = _PENDING, None
+        raise Interrupted(signum)
+
+
+def clear_interrupted() -> None:
+    """Forget a handled interrupt (e.g. Ctrl-C that only stopped one chat answer)."""
+    global _PENDING
+    _PENDING = None
+
+
 class Progress:
     """Prints `[i/n] stage ... done (t)` lines, to a stream that survives fd redirection."""
 
@@ -51,8 +101,10 @@ class Progress:
         end = "\n" if open_line else ""
         lead = "      " if open_line else " "
         print(f"[{self.index}/{self.total}] {title} ...", end=end, file=self.stream, flush=True)
+        install_signal_handlers()
         try:
             yield
+            check_interrupted()
         except BaseException:
             print(f"{lead}failed", file=self.stream, flush=True)
             raise

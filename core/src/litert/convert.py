@@ -6,8 +6,11 @@ which it delegates to the one plugin that claimed the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -38,6 +41,8 @@ class ConvertOptions:
     revision: str | None = None
     """For a Hub id: a branch, tag or commit."""
     allow_pickle: bool = False
+    force: bool = False
+    """Replace an existing output file."""
 
 
 @dataclasses.dataclass
@@ -143,6 +148,48 @@ def default_output(name: str, from_hub: bool) -> Path:
     return Path.cwd() / f"{name.split('/')[-1]}.litertlm"
 
 
+def check_output_free(output: Path, name: str, source: str, force: bool) -> None:
+    """Refuse to replace an existing file unless --force; re-converting the same stored model is allowed."""
+    if not output.exists() or force:
+        return
+    entry = store.entry_for(output)
+    names = store.names_for(output)
+    if names == [name] and entry is not None and entry.get("source") in (source, str(Path(source).resolve())):
+        return  # the same model converted again: its one entry is replaced with the file
+    stored = f", stored as {', '.join(repr(n) for n in names)}" if names else ""
+    raise LitertError(
+        f"{output} already exists{stored}",
+        "pass --force to replace it (its store entry goes with it), or -o to write elsewhere",
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(output: Path) -> None:
+    """Remove what conversions killed with SIGKILL left behind: their temp directories and
+    partial bundles, recognised by the pid in their names, when that process is gone."""
+    candidates = [
+        (p, re.fullmatch(r"litert-convert-(\d+)-.*", p.name))
+        for p in Path(tempfile.gettempdir()).glob("litert-convert-*")
+    ]
+    candidates += [(p, re.fullmatch(r"\..*\.(\d+)\.partial", p.name)) for p in output.parent.glob(".*.partial")]
+    for path, m in candidates:
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
 def failure_log(workdir: Path) -> Path | None:
     """Keep the captured native log of a failed conversion where the user can read it."""
     log = workdir / "convert.log"
@@ -165,6 +212,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
 
         preflight.check_config(ckpt)
         weights.check_weights(ckpt)
+        store.load_index()  # a store that cannot be read is refused before any work
     if ckpt.revision:
         progress.say(f"      commit {ckpt.revision} · {ckpt.path}")
     with progress.stage("Planning"):
@@ -185,8 +233,11 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         raise LitertError(f"output {output} does not end in .litertlm", "pass -o NAME.litertlm")
     if output.is_dir():
         raise LitertError(f"output {output} is a directory", "pass -o PATH/NAME.litertlm")
+    check_output_free(output, name, source, options.force)
+    remove_leftovers(output)
 
-    workdir = Path(tempfile.mkdtemp(prefix="litert-convert-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"litert-convert-{os.getpid()}-"))
+    landed = wrote = False
     try:
         with captured_native_output(workdir / "convert.log", enabled=not options.verbose):
             stage = "building the model"
@@ -216,6 +267,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                         chat_template=plan.chat_template,
                         summary=bundle_summary(plugins, plan, name),
                     )
+                    wrote = True  # from here on the output may be replaced: remove it unless it lands
                     size = write_bundle(output, contents, workdir)
             except LitertError:
                 raise
@@ -231,28 +283,33 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     f"{stage} failed: {type(exc).__name__}: {exc}",
                     f"the full log is in {log}" if log else "run again with --verbose to see the converter's output",
                 ) from exc
-        with progress.stage(f"Storing as {name!r}"):
-            store.record(
-                name,
-                output,
-                {
-                    "source": source,
-                    "revision": ckpt.revision,
-                    "requested_revision": options.revision,
-                    "family": plan.claim.family,
-                    "quantize": s.quantize,
-                    "size": size,
-                },
-            )
         report = None
         if options.verify:
+            from litert.verify import verify
+
             with (
                 progress.stage("Verifying against transformers"),
                 captured_native_output(workdir / "verify.log", enabled=not options.verbose),
             ):
-                report = verify_bundle(ckpt.path, output)
+                report = verify(ckpt.path, output, tokens=16, quick=True)
+        with progress.stage(f"Storing as {name!r}"):
+            info = {
+                "source": source if from_hub else str(ckpt.path.resolve()),
+                "revision": ckpt.revision,
+                "requested_revision": options.revision,
+                "family": plan.claim.family,
+                "quantize": s.quantize,
+                "size": size,
+            }
+            if report is not None:
+                info["parity"] = {"passed": report.passed, "summary": report.summary_line()}
+            store.record(name, output, info)
+        landed = True
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if wrote and not landed:  # interrupted or failed before it was stored: nothing half-done stays
+            with contextlib.suppress(OSError):
+                output.unlink()
     return ConversionResult(name=name, path=output, size=size, seconds=progress.elapsed, plan=plan, parity=report)
 
 

@@ -8,9 +8,12 @@ never leaves it half-written. Bundles themselves live wherever they were written
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,45 +49,94 @@ def _index_path() -> Path:
     return home() / INDEX
 
 
+def _lock() -> Any:
+    """The inter-process lock every read-modify-write of the index holds (filelock)."""
+    from filelock import FileLock
+
+    path = home()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LitertError(
+            f"cannot use LITERT_HOME {path}: {exc.strerror or exc}",
+            "point LITERT_HOME at a writable directory",
+        ) from exc
+    return FileLock(str(path / f"{INDEX}.lock"), timeout=60)
+
+
+def _refuse(path: Path, what: str) -> LitertError:
+    """A damaged index is never rewritten: keep a copy beside it and say where."""
+    backup = path.with_name(f"{INDEX}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        shutil.copyfile(path, backup)
+        kept = f"a copy is kept at {backup}; "
+    except OSError:
+        kept = ""
+    return LitertError(
+        f"the model store index {path} {what}; litert will not rewrite it",
+        f"{kept}repair it, or move it away to start an empty store",
+    )
+
+
 def load_index() -> dict[str, dict[str, Any]]:
+    """name -> entry. Raises LitertError (and changes nothing) when the index cannot be read."""
     path = _index_path()
-    if not path.is_file():
+    if not path.exists():
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _refuse(path, f"is not valid JSON ({exc})") from exc
+    except OSError as exc:
         raise LitertError(
-            f"the model store index {path} is damaged: {exc}", f"delete {path} and convert again"
+            f"cannot read the model store index {path}: {exc.strerror or exc}", "check LITERT_HOME"
         ) from exc
-    return data.get("models", {}) if isinstance(data, dict) else {}
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict) or not all(isinstance(e, dict) and "path" in e for e in models.values()):
+        raise _refuse(path, 'does not have the shape of a litert index ({"version": 1, "models": {NAME: {...}}})')
+    return models
 
 
 def _save_index(models: dict[str, dict[str, Any]]) -> None:
     path = _index_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{INDEX}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps({"version": 1, "models": models}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps({"version": 1, "models": models}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise LitertError(
+            f"cannot write the model store index {path}: {exc.strerror or exc}",
+            "free some space or make LITERT_HOME writable; the index was left as it was",
+        ) from exc
+
+
+@contextlib.contextmanager
+def updating() -> Iterator[dict[str, dict[str, Any]]]:
+    """The index, locked against other processes, saved atomically when the block succeeds."""
+    with _lock():
+        models = load_index()
+        yield models
+        _save_index(models)
 
 
 def record(name: str, bundle: Path, info: dict[str, Any]) -> None:
-    """Remember that `name` now refers to `bundle`."""
-    models = load_index()
-    models[name] = {**info, "path": str(bundle.resolve()), "stored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _save_index(models)
+    """Remember that `name` now refers to `bundle`; no other name keeps pointing at that file."""
+    target = str(bundle.resolve())
+    with updating() as models:
+        for other in [n for n, e in models.items() if e.get("path") == target and n != name]:
+            del models[other]
+        models[name] = {**info, "path": target, "stored_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def annotate(bundle: Path, **fields: Any) -> None:
     """Add fields (e.g. the parity summary) to every store entry that points at `bundle`."""
-    models = load_index()
     target = str(bundle.resolve())
-    changed = False
-    for entry in models.values():
-        if entry.get("path") == target:
-            entry.update(fields)
-            changed = True
-    if changed:
-        _save_index(models)
+    with updating() as models:
+        for entry in models.values():
+            if entry.get("path") == target:
+                entry.update(fields)
 
 
 def entry_for(bundle: Path) -> dict[str, Any] | None:
@@ -93,18 +145,30 @@ def entry_for(bundle: Path) -> dict[str, Any] | None:
     return next((e for e in load_index().values() if e.get("path") == target), None)
 
 
+def names_for(bundle: Path) -> list[str]:
+    """The stored names pointing at `bundle`."""
+    target = str(bundle.resolve())
+    return sorted(n for n, e in load_index().items() if e.get("path") == target)
+
+
+def forget(bundle: Path) -> None:
+    """Drop every entry pointing at `bundle` (a conversion that did not land)."""
+    target = str(bundle.resolve())
+    with updating() as models:
+        for name in [n for n, e in models.items() if e.get("path") == target]:
+            del models[name]
+
+
 def remove(name: str) -> dict[str, Any]:
     """Forget `name`; return its entry."""
-    models = load_index()
-    if name not in models:
-        names = sorted(models)
-        raise LitertError(
-            f"no stored model named {name!r}",
-            f"stored models: {', '.join(names)}" if names else "the model store is empty",
-        )
-    entry = models.pop(name)
-    _save_index(models)
-    return entry
+    with updating() as models:
+        if name not in models:
+            names = sorted(models)
+            raise LitertError(
+                f"no stored model named {name!r}",
+                f"stored models: {', '.join(names)}" if names else "the model store is empty",
+            )
+        return models.pop(name)
 
 
 def matches_revision(entry: dict[str, Any], revision: str | None) -> bool:

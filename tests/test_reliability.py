@@ -1,0 +1,124 @@
+"""Nothing lost, nothing left behind: the store under concurrency and damage, outputs, signals.
+
+Each case checks the same three things: one line and a non-zero exit, no leftovers (temp
+directories, partial files, store entries), no stored data changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from test_bad_input import _assert_clean_failure
+
+from conftest import LITERT, SMALLEST, run_cli
+
+
+def _index(home: Path) -> dict:
+    return json.loads((home / "models.json").read_text())["models"]
+
+
+def _write_index(home: Path, models: dict) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "models.json").write_text(json.dumps({"version": 1, "models": models}))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_concurrent_removals_lose_no_update(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    models = {}
+    for i in range(20):
+        f = tmp_path / f"m{i:02d}.litertlm"
+        f.write_bytes(b"x")
+        models[f"m{i:02d}"] = {"path": str(f), "source": "x"}
+    models["keep"] = {"path": str(tmp_path / "keep.litertlm"), "source": "x"}
+    _write_index(home, models)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda i: run_cli("models", "rm", "--keep-file", f"m{i:02d}", home=home), range(20)))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results if r.returncode]
+    assert list(_index(home)) == ["keep"]
+    assert not list(home.glob("*.partial")) and not list(home.glob(".*.partial"))
+
+
+def test_index_of_another_shape_is_refused_and_kept(tmp_path: Path, tiny_qwen3: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    text = json.dumps({"version": 1, "models": [1, 2, 3]})
+    (home / "models.json").write_text(text)
+    for args in (("models", "list"), ("convert", tiny_qwen3, *SMALLEST, "--no-verify")):
+        result = run_cli(*args, home=home, cwd=tmp_path)
+        _assert_clean_failure(result, tmp_path, "does not have the shape of a litert index", "a copy is kept at")
+        assert "Building the model" not in result.stderr
+        assert (home / "models.json").read_text() == text
+    assert list(home.glob("models.json.damaged-*"))
+
+
+def test_existing_output_is_not_replaced_without_force(tmp_path: Path, qwen3_bundle: Path, tiny_qwen3: Path) -> None:
+    home, out = tmp_path / "home", tmp_path / "out"
+    out.mkdir()
+    base = out / "base.litertlm"
+    shutil.copyfile(qwen3_bundle, base)
+    _write_index(home, {"base": {"path": str(base), "source": "elsewhere", "parity": {"passed": True}}})
+    before = (_sha(base), (home / "models.json").read_text())
+
+    result = run_cli("convert", tiny_qwen3, *SMALLEST, "--no-verify", "-o", base, home=home)
+    (tmp_path / "none").mkdir()
+    _assert_clean_failure(result, tmp_path / "none", "already exists, stored as 'base'", "--force")
+    assert sorted(p.name for p in out.iterdir()) == ["base.litertlm"]
+    assert (_sha(base), (home / "models.json").read_text()) == before
+
+    # --force replaces it, and the store says so: one entry, the new one. Leftovers of a
+    # conversion killed earlier (its pid is gone) are removed on the way.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    tmpdir = tmp_path / "tmp"
+    (tmpdir / f"litert-convert-{dead.pid}-abc").mkdir(parents=True)
+    (out / f".base.litertlm.{dead.pid}.partial").write_bytes(b"partial")
+    result = run_cli(
+        "convert", tiny_qwen3, *SMALLEST, "--no-verify", "-o", base, "--force", home=home, env={"TMPDIR": str(tmpdir)}
+    )
+    assert result.returncode == 0, result.stderr
+    models = _index(home)
+    assert list(models) == ["Qwen3-tiny"] and models["Qwen3-tiny"]["path"] == str(base.resolve())
+    assert models["Qwen3-tiny"]["source"] == str(tiny_qwen3.resolve())
+    assert _sha(base) != before[0]
+    assert list(tmpdir.glob("litert-*")) == [] and sorted(p.name for p in out.iterdir()) == ["base.litertlm"]
+
+
+def test_sigterm_during_convert_cleans_up(tmp_path: Path, tiny_qwen3: Path) -> None:
+    home, tmpdir, out = tmp_path / "home", tmp_path / "tmp", tmp_path / "out"
+    tmpdir.mkdir()
+    out.mkdir()
+    env = {**os.environ, "LITERT_HOME": str(home), "TMPDIR": str(tmpdir)}
+    proc = subprocess.Popen(
+        [LITERT, "convert", str(tiny_qwen3), *SMALLEST, "-o", str(out / "t.litertlm")],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    seen = ""
+    deadline = time.monotonic() + 120
+    while "Building the model" not in seen and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "Building the model" in seen, seen
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, seen + err
+    assert "terminated" in err and "Traceback" not in err
+    assert list(tmpdir.glob("litert-*")) == [] and list(out.iterdir()) == []
+    assert not (home / "models.json").exists() or _index(home) == {}
