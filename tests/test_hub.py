@@ -39,13 +39,13 @@ def hub(tiny_qwen3: Path, tiny_gemma3: Path):
     pickled["pytorch_model.bin"] = buf.getvalue()
     hub.add_repo("litert-test/pickle-only", pickled)
     hub.add_repo("litert-test/no-weights", {k: v for k, v in read_dir(tiny_qwen3).items() if k != "model.safetensors"})
-    # Weights padded with an unused 12 MB tensor, big enough for a resumable transfer.
+    # Weights padded to 12 MB (in the header's metadata: a tensor the model does not use
+    # would be refused), big enough for a resumable transfer.
     from safetensors.torch import save
 
     state = load_file(str(tiny_qwen3 / "model.safetensors"))
-    state["unused.padding"] = torch.zeros(3_000_000)
     padded = read_dir(tiny_qwen3)
-    padded["model.safetensors"] = save(state, metadata={"format": "pt"})
+    padded["model.safetensors"] = save(state, metadata={"format": "pt", "padding": "0" * 12_000_000})
     hub.add_repo(PADDED, padded)
     escaping = read_dir(tiny_qwen3)
     escaping["../../outside.safetensors"] = b"x"

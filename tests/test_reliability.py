@@ -122,3 +122,13 @@ def test_sigterm_during_convert_cleans_up(tmp_path: Path, tiny_qwen3: Path) -> N
     assert "terminated" in err and "Traceback" not in err
     assert list(tmpdir.glob("litert-*")) == [] and list(out.iterdir()) == []
     assert not (home / "models.json").exists() or _index(home) == {}
+
+
+def test_stored_name_wins_over_a_directory_of_the_same_name(tmp_path: Path, qwen3_bundle: Path) -> None:
+    # `litert convert ./gemma-3-270m` prints "run it with: litert run gemma-3-270m"; typed in
+    # the same directory, the name must find the bundle, not the checkpoint directory.
+    home = tmp_path / "home"
+    (tmp_path / "tiny").mkdir()
+    _write_index(home, {"tiny": {"path": str(qwen3_bundle), "source": "x"}})
+    result = run_cli("run", "tiny", "--temperature", "0", "--max-tokens", "8", input="Hi\n", home=home, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr

@@ -152,11 +152,7 @@ class Chat:
                         if out:
                             yield out
         except RuntimeError as exc:
-            raise LitertError(
-                f"generation failed: {exc}",
-                "the prompt may be longer than the bundle's context; shorten it or reconvert with a larger "
-                "--kv-cache-max-len",
-            ) from exc
+            raise _generation_failed(exc) from exc
         rest = filt.flush()
         if rest:
             yield rest
@@ -174,11 +170,7 @@ class Chat:
                 if cap is not None and n >= cap:
                     break
         except RuntimeError as exc:
-            raise LitertError(
-                f"generation failed: {exc}",
-                "the prompt may be longer than the bundle's context; shorten it or reconvert with a larger "
-                "--kv-cache-max-len",
-            ) from exc
+            raise _generation_failed(exc) from exc
         finally:
             session.close()
 
@@ -193,6 +185,13 @@ class Chat:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _generation_failed(exc: Exception) -> LitertError:
+    return LitertError(
+        f"generation failed: {exc}",
+        "the prompt may be longer than the bundle's context; shorten it or reconvert with a larger --kv-cache-max-len",
+    )
 
 
 def has_chat_template(bundle: BundleInfo) -> bool:

@@ -184,12 +184,14 @@ def resolve_model(model: str, revision: str | None = None) -> Path:
     path = Path(model).expanduser()
     if path.is_file():
         return path
-    if path.is_dir():
+    entry = load_index().get(model)
+    if path.is_dir() and entry is None:
         raise LitertError(
             f"{model} is a directory, not a bundle",
             f"convert it first with `litert convert {model}`, then run the name it prints",
         )
-    entry = load_index().get(model)
+    # A stored name wins over a checkpoint directory of the same name: `litert convert DIR`
+    # prints "run it with: litert run NAME", typed in the same directory.
     stored = Path(entry["path"]) if entry and matches_revision(entry, revision) else None
     if entry is not None and stored is None:
         raise LitertError(
