@@ -16,7 +16,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
 CONSTRAINTS = ("-c", "constraints.txt")
-PACKAGES = ("./core", "./plugins/litert_qwen3", "./plugins/litert_gemma3")
+PACKAGES = ("./core", "./plugins/litert_qwen3", "./plugins/litert_gemma3", "./plugins/litert_llama")
 
 
 def install_project(session: nox.Session, *extra: str) -> None:
@@ -37,7 +37,13 @@ def demo(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The full test suite, against the really installed packages."""
     install_project(session, "pytest", "setuptools")
-    session.run("pytest", *(session.posargs or ["tests", "plugins/litert_qwen3/tests", "plugins/litert_gemma3/tests"]))
+    session.run(
+        "pytest",
+        *(
+            session.posargs
+            or ["tests", "plugins/litert_qwen3/tests", "plugins/litert_gemma3/tests", "plugins/litert_llama/tests"]
+        ),
+    )
 
 
 @nox.session(python=PYTHON)

@@ -111,7 +111,10 @@ def test_bad_options(tmp_path: Path, tiny_qwen3: Path, args: tuple[str, ...], ne
 
 def test_run_unknown_model(tmp_path: Path) -> None:
     result = run_cli("run", "no-such-model", "-p", "hi", home=tmp_path / "home", cwd=tmp_path)
-    _assert_clean_failure(result, tmp_path, "no bundle file or stored model named 'no-such-model'", "litert convert")
+    _assert_clean_failure(
+        result, tmp_path, "no bundle file or stored model named 'no-such-model'", "the model store is empty"
+    )
+    assert "litert convert no-such-model" not in result.stderr  # a hint that would not work
 
 
 def test_run_file_that_is_not_a_bundle(tmp_path: Path) -> None:

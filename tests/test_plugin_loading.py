@@ -66,8 +66,33 @@ PACKAGES = {
             return Claim(family="greedy", checkpoint=checkpoint, architecture="*")
         """,
     ),
+    "litert-exits": ("exits", "litert_exits", "raise SystemExit(3)\n"),
+    "litert-raiser": (
+        "raiser",
+        "litert_raiser",
+        """
+        from litert import PluginManifest, hookimpl
+        LITERT_PLUGIN = PluginManifest(families=("raiser",))
+
+        @hookimpl
+        def resolve_checkpoint(checkpoint):
+            return 1 / 0
+        """,
+    ),
+    "litert-dict": (
+        "dict",
+        "litert_dict",
+        """
+        from litert import PluginManifest, hookimpl
+        LITERT_PLUGIN = PluginManifest(families=("dict",))
+
+        @hookimpl
+        def resolve_checkpoint(checkpoint):
+            return {"family": "dict"}
+        """,
+    ),
 }
-BAD = {"broken": "failed", "misspelled": "failed", "future": "incompatible", "dup": "duplicate"}
+BAD = {"broken": "failed", "misspelled": "failed", "future": "incompatible", "dup": "duplicate", "exits": "failed"}
 
 
 def _write_package(root: Path, dist: str, ep_name: str, module: str, code: str) -> Path:
@@ -133,7 +158,7 @@ def test_list_shows_every_plugin_with_its_status(plugin_env: Path, tmp_path: Pat
     assert by["qwen3"][0]["requires_core"] == "litert==0.1.0"
     # Each problem is reported once on stderr, with distribution, version and error.
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: plugin")]
-    assert len(warnings) == 5
+    assert len(warnings) == 6
     assert any("'broken' (litert-broken 0.0.1) failed: import failed: ModuleNotFoundError" in w for w in warnings)
 
 
@@ -163,6 +188,26 @@ def test_other_commands_keep_working_and_deny_list(plugin_env: Path, tmp_path: P
     assert run.stdout.strip() == "The capital of France is Paris."
 
 
+def test_plugins_misbehaving_in_a_hook_are_named_and_the_others_keep_working(
+    plugin_env: Path, tmp_path: Path, tiny_qwen3: Path
+) -> None:
+    out = tmp_path / "q.litertlm"
+    result = litert(
+        plugin_env, "convert", str(tiny_qwen3), *SMALLEST, "--no-verify", "-o", str(out),
+        home=tmp_path, LITERT_DISABLE_PLUGINS="greedy",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert out.is_file()
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: plugin")]
+    assert any(
+        "'raiser' (litert-raiser 0.0.1) failed: `resolve_checkpoint` raised ZeroDivisionError" in w for w in warnings
+    )
+    assert any("'dict' (litert-dict 0.0.1) failed" in w and "expected litert.Claim" in w for w in warnings)
+    assert "bug in litert" not in result.stderr
+    listed = litert(plugin_env, "plugins", "list", "--json", home=tmp_path)
+    assert listed.returncode == 0 and {r["name"] for r in json.loads(listed.stdout)} >= {"exits", "raiser"}
+
+
 def test_allow_list(plugin_env: Path, tmp_path: Path) -> None:
     result = litert(plugin_env, "plugins", "list", "--json", home=tmp_path, LITERT_LOAD_PLUGINS="qwen3,greedy")
     statuses = {r["name"]: r["status"] for r in json.loads(result.stdout)}
@@ -181,7 +226,7 @@ def test_strict_mode_makes_problems_fatal(plugin_env: Path, tmp_path: Path) -> N
     assert "litert-broken" in lines[0]
     ok = litert(
         plugin_env, "plugins", "list", home=tmp_path, LITERT_STRICT_PLUGINS="1",
-        LITERT_DISABLE_PLUGINS="broken,misspelled,future,dup",
+        LITERT_DISABLE_PLUGINS="broken,misspelled,future,dup,exits",
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
 

@@ -132,3 +132,63 @@ def test_stored_name_wins_over_a_directory_of_the_same_name(tmp_path: Path, qwen
     _write_index(home, {"tiny": {"path": str(qwen3_bundle), "source": "x"}})
     result = run_cli("run", "tiny", "--temperature", "0", "--max-tokens", "8", input="Hi\n", home=home, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def _corrupt(src: Path, dest: Path, at: int, length: int = 64) -> Path:
+    data = bytearray(src.read_bytes())
+    data[at : at + length] = bytes((b ^ 0x5A) for b in data[at : at + length])
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+def test_bad_runtime_input_gets_one_line(tmp_path: Path, qwen3_bundle: Path, tiny_qwen3: Path) -> None:
+    """Each case: exit 1, one line saying what is wrong, never "bug in litert", nothing stored changed."""
+    home = tmp_path / "home"
+    header = _corrupt(qwen3_bundle, tmp_path / "header.litertlm", at=24, length=200)
+    model = _corrupt(qwen3_bundle, tmp_path / "model.litertlm", at=qwen3_bundle.stat().st_size // 2, length=4096)
+    file_home = tmp_path / "a-file"
+    file_home.write_text("not a directory")
+    cases = [
+        (("run", qwen3_bundle, "--temperature", "nan"), {}, "temperature must be a finite number"),
+        (("run", qwen3_bundle, "--temperature", "inf"), {}, "temperature must be a finite number"),
+        (("run", qwen3_bundle), {"input": "\0\1\2garbage"}, "binary data"),
+        (("run", header, "-p", "Hi"), {}, "header.litertlm"),
+        (("verify", tiny_qwen3, header), {}, "header.litertlm"),
+        (("models", "list"), {"home": file_home}, "cannot use LITERT_HOME"),
+    ]
+    for args, kw, needle in cases:
+        result = run_cli(*args, home=kw.get("home", home), input=kw.get("input"))
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1, (args, result.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (args, result.stderr)
+        assert "bug in litert" not in lines[0], args
+    # A damaged model section: the runtime's own words, or a clean refusal, never a crash.
+    result = run_cli("run", model, "-p", "Hi", "--temperature", "0", "--max-tokens", "4", home=home)
+    assert result.returncode in (0, 1) and "Traceback" not in result.stderr and "bug in litert" not in result.stderr
+
+
+def test_generation_config_with_a_non_number_is_refused(tmp_path: Path, tiny_qwen3: Path) -> None:
+    path = tmp_path / "ckpt"
+    shutil.copytree(tiny_qwen3, path)
+    gen = json.loads((path / "generation_config.json").read_text())
+    gen.update(top_k="abc", do_sample=True)
+    (path / "generation_config.json").write_text(json.dumps(gen))
+    result = run_cli("convert", path, *SMALLEST, home=tmp_path / "home", cwd=tmp_path)
+    _assert_clean_failure(result, tmp_path, "generation_config.json", "not a number")
+
+
+def test_verify_of_a_mismatched_pair_is_refused_up_front(tmp_path: Path, tiny_qwen3: Path, gemma3_bundle) -> None:
+    result = run_cli("verify", tiny_qwen3, gemma3_bundle, home=tmp_path / "home")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert "was made from a Gemma3ForCausalLM checkpoint" in lines[0] and "Qwen3ForCausalLM" in lines[0]
+
+
+def test_run_hints_are_commands_that_work(tmp_path: Path, qwen3_bundle: Path) -> None:
+    home = tmp_path / "home"
+    result = run_cli("run", "./nope.litertlm", "-p", "hi", home=home, cwd=tmp_path)
+    assert result.returncode == 1 and "there is no bundle file ./nope.litertlm" in result.stderr
+    assert "litert convert" not in result.stderr
+    _write_index(home, {"Qwen3-tiny": {"path": str(qwen3_bundle), "source": "x"}})
+    result = run_cli("run", "qwen3-tiny", "-p", "hi", home=home, cwd=tmp_path)
+    assert result.returncode == 1 and "did you mean `litert run Qwen3-tiny`?" in result.stderr

@@ -92,6 +92,8 @@ def llm_metadata(contents: BundleContents) -> Any:
     meta.llm_model_type.CopyFrom(model_type)
     if contents.chat_template:
         meta.jinja_prompt_template = contents.chat_template
+    # What `litert-lm describe` reports as "Supports Thinking" (Qwen3's <think> blocks).
+    meta.supports_thinking = bool(p.reasoning_tags)
     return meta
 
 
@@ -183,7 +185,22 @@ class BundleInfo:
 
 
 def read_bundle(path: Path) -> BundleInfo:
-    """Read a bundle's header and LlmMetadata (not the model weights)."""
+    """Read a bundle's header and LlmMetadata (not the model weights).
+
+    Raises LitertError, in one line, for a file that is not a bundle or is damaged.
+    """
+    try:
+        return _read_bundle(path)
+    except LitertError:
+        raise
+    except Exception as exc:  # flatbuffers and protobuf raise anything on damaged bytes
+        raise LitertError(
+            f"{path} is a damaged LiteRT-LM bundle ({type(exc).__name__}: {exc})",
+            "convert it again, or download it again",
+        ) from exc
+
+
+def _read_bundle(path: Path) -> BundleInfo:
     import struct
 
     from litert_lm_builder import litertlm_core, litertlm_peek

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -143,7 +143,14 @@ def _read_prompt(prompt: str | None) -> str | None:
         return prompt
     if sys.stdin is None or sys.stdin.isatty():
         return None
-    text = sys.stdin.read()
+    try:
+        text = sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise LitertError(
+            f"standard input is not text (byte {exc.start} is not UTF-8)", "pipe a UTF-8 text prompt into litert run"
+        ) from exc
+    if "\0" in text:
+        raise LitertError("standard input holds binary data (NUL bytes), not a prompt", "pipe a text prompt")
     if not text.strip():
         raise LitertError(
             "the prompt on standard input is empty", 'pass a prompt, e.g. printf "Hello\\n" | litert run MODEL'
@@ -241,11 +248,19 @@ def _model_path(model: str, revision: str | None) -> Path:
     return run_convert(model, ConvertOptions(revision=revision)).path
 
 
-def _interactive(chat: object, model: str) -> None:
+CHAT_HELP = """commands:
+  /help          this list
+  /reset         forget the conversation so far
+  /system TEXT   start over with TEXT as the system message
+  /exit          leave (also /quit, /bye, Ctrl-D)"""
+
+
+def _interactive(chat: Any, model: str) -> None:
+    """The terminal chat: one line per message; slash commands are never sent to the model."""
     from litert.console import Interrupted, _private_stderr, clear_interrupted
 
     err = _private_stderr()
-    print(f"Chatting with {model}. Type /exit or press Ctrl-D to leave.", file=err, flush=True)
+    print(f"Chatting with {model}. Type /help for commands, /exit or Ctrl-D to leave.", file=err, flush=True)
     while True:
         try:
             err.write(">>> ")
@@ -262,6 +277,19 @@ def _interactive(chat: object, model: str) -> None:
             continue
         if line in ("/exit", "/quit", "/bye"):
             return
+        if line.startswith("/"):
+            command, _, arg = line.partition(" ")
+            if command == "/help":
+                print(CHAT_HELP, file=err, flush=True)
+            elif command == "/reset":
+                chat.reset()
+                print("(conversation forgotten)", file=err, flush=True)
+            elif command == "/system" and arg.strip():
+                chat.reset(system=arg.strip())
+                print("(new conversation with that system message)", file=err, flush=True)
+            else:
+                print(f"unknown command {command!r}; /help lists them", file=err, flush=True)
+            continue
         try:
             _stream(chat, line)
         except (Interrupted, KeyboardInterrupt) as exc:
@@ -269,6 +297,12 @@ def _interactive(chat: object, model: str) -> None:
                 raise  # SIGTERM ends the chat
             clear_interrupted()
             print("\n[interrupted]", file=err, flush=True)
+        except LitertError as exc:  # e.g. a message longer than the context: say so, keep chatting
+            hint = f" — {exc.hint}" if exc.hint else ""
+            print(f"error: {exc.message}{hint}", file=err, flush=True)
+        for notice in chat.notices:
+            print(notice, file=err, flush=True)
+        chat.notices.clear()
 
 
 @app.command()

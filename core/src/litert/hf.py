@@ -97,6 +97,45 @@ def added_tokens(checkpoint: Checkpoint) -> dict[str, int]:
     return {t["content"]: int(t["id"]) for t in data.get("added_tokens", []) if "content" in t and "id" in t}
 
 
+def token_strings(checkpoint: Checkpoint) -> dict[int, str]:
+    """id -> token string for tokenizer.json's added tokens and, where it has one, its vocabulary."""
+    path = checkpoint.file("tokenizer.json")
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LitertError(f"{path} is not valid JSON: {exc}", "re-download the tokenizer") from exc
+    vocab = (data.get("model") or {}).get("vocab")
+    out: dict[int, str] = {}
+    if isinstance(vocab, dict):
+        out.update({int(i): t for t, i in vocab.items() if isinstance(i, int)})
+    out.update({int(t["id"]): t["content"] for t in data.get("added_tokens", []) if "content" in t and "id" in t})
+    return out
+
+
+def stop_tokens(checkpoint: Checkpoint, candidates: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The stop-token strings of a checkpoint: `candidates` that its tokenizer has (a family's
+    end-of-turn markers, in that order), then its EOS token(s) from generation_config.json,
+    config.json and tokenizer_config.json, each once.
+
+    Example: ``hf.stop_tokens(ckpt, ("<|im_end|>", "<|eot_id|>"))`` gives
+    ``("<|im_end|>", "<|endoftext|>")`` for a ChatML checkpoint whose EOS is <|endoftext|>.
+    """
+    added = added_tokens(checkpoint)
+    by_id = token_strings(checkpoint)
+    stops = [t for t in candidates if t in added]
+    eos = tokenizer_config(checkpoint).get("eos_token")
+    if isinstance(eos, dict):
+        eos = eos.get("content")
+    extra = [by_id[i] for i in eos_token_ids(checkpoint) if i in by_id]
+    extra += [eos] if isinstance(eos, str) else []
+    for t in extra:
+        if t not in stops:
+            stops.append(t)
+    return tuple(stops)
+
+
 def eos_token_ids(checkpoint: Checkpoint) -> list[int]:
     """EOS ids from generation_config.json, else config.json."""
     for source in (checkpoint.read_json("generation_config.json") or {}, checkpoint.config):
@@ -113,9 +152,16 @@ def generation_sampler(checkpoint: Checkpoint, fallback: SamplerDefaults) -> Sam
         return fallback
     if gen.get("do_sample") is False:
         return SamplerDefaults(temperature=0.0, top_p=1.0, top_k=1, max_tokens=fallback.max_tokens)
-    return SamplerDefaults(
-        temperature=float(gen.get("temperature", fallback.temperature)),
-        top_p=float(gen.get("top_p", fallback.top_p)),
-        top_k=int(gen.get("top_k", fallback.top_k)),
-        max_tokens=fallback.max_tokens,
-    )
+    try:
+        return SamplerDefaults(
+            temperature=float(gen.get("temperature", fallback.temperature)),
+            top_p=float(gen.get("top_p", fallback.top_p)),
+            top_k=int(gen.get("top_k", fallback.top_k)),
+            max_tokens=fallback.max_tokens,
+        )
+    except (TypeError, ValueError) as exc:
+        raise LitertError(
+            f"generation_config.json of {checkpoint.source or checkpoint.path} has a sampling value that is not "
+            f"a number: {exc}",
+            "repair generation_config.json (temperature, top_p, top_k)",
+        ) from exc

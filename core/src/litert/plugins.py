@@ -135,7 +135,7 @@ class PluginSet:
     def _load(self, ep: importlib.metadata.EntryPoint, record: PluginRecord) -> None:
         try:
             module = ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the CLI down
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not take the CLI down
             record.status = "failed"
             record.error = f"import failed: {type(exc).__name__}: {exc}"
             return
@@ -179,11 +179,30 @@ class PluginSet:
     def families(self) -> list[str]:
         return sorted({f for r in self.loaded() for f in (r.families or (r.name,))})
 
+    def _fail(self, rec: PluginRecord, hook: str, exc: BaseException) -> None:
+        """Mark a plugin that misbehaved in a hook as failed, say so once, and stop asking it."""
+        rec.status = "failed"
+        rec.error = f"`{hook}` raised {type(exc).__name__}: {exc}"
+        if self.pm.has_plugin(rec.name):
+            self.pm.unregister(name=rec.name)
+        print(f"warning: plugin {rec.name!r} ({rec.distribution} {rec.version}) failed: {rec.error}", file=sys.stderr)
+
     def call(self, plugin: str, hook: str, **kwargs: Any) -> Any:
-        """Ask one hook of one plugin only (the claiming plugin)."""
+        """Ask one hook of one plugin only (the claiming plugin); a hook that raises is named."""
         others = [p for n, p in self.pm.list_name_plugin() if n != plugin]
         caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
-        result = caller(**kwargs)
+        try:
+            result = caller(**kwargs)
+        except LitertError:
+            raise
+        except (Exception, SystemExit) as exc:
+            if hook == "build_model":
+                raise  # the conversion reports it with its stage and log
+            rec = self.record(plugin)
+            raise LitertError(
+                f"plugin {plugin!r} ({rec.distribution} {rec.version}) failed in `{hook}`: {type(exc).__name__}: {exc}",
+                f"a bug in the plugin: report it to the maintainers of {rec.distribution}",
+            ) from exc
         if result is None:
             rec = self.record(plugin)
             raise LitertError(
@@ -203,9 +222,15 @@ class PluginSet:
                 "resolve_checkpoint",
                 remove_plugins=[p for n, p in self.pm.list_name_plugin() if n != rec.name],
             )
-            for claim in caller(checkpoint=checkpoint):
-                if claim is not None:
-                    claims.append((rec.name, claim))
+            try:
+                answers = caller(checkpoint=checkpoint)
+                bad = [a for a in answers if a is not None and not isinstance(a, Claim)]
+                if bad:
+                    raise TypeError(f"returned {type(bad[0]).__name__}, expected litert.Claim or None")
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - one broken plugin must not stop the others
+                self._fail(rec, "resolve_checkpoint", exc)
+                continue
+            claims.extend((rec.name, claim) for claim in answers if claim is not None)
         arch = ", ".join(checkpoint.architectures) or "no `architectures` in config.json"
         if family is not None:
             chosen = [(n, c) for n, c in claims if c.family == family or n == family]
@@ -224,6 +249,9 @@ class PluginSet:
                 + (f"; not loaded: {', '.join(broken)}" if broken else ""),
                 f"install the family plugin, e.g. `pip install litert-{guess}`",
             )
+        if len(claims) > 1:
+            top = max(c.priority for _, c in claims)
+            claims = [(n, c) for n, c in claims if c.priority == top]
         if len(claims) > 1:
             who = " and ".join(f"{self.record(n).distribution} ({c.family})" for n, c in claims)
             raise LitertError(

@@ -103,6 +103,10 @@ class Chat:
         self.sampler = effective_sampler(self.bundle, self.options)
         self.raw = self.options.raw if self.options.raw is not None else not has_chat_template(self.bundle)
         self.log_path = log_path
+        self.history: list[dict[str, str]] = []
+        """The turns so far (user and model), to rebuild the conversation when the context fills."""
+        self.notices: list[str] = []
+        """What happened that the user should be told (e.g. oldest turns dropped); the caller prints them."""
         self._engine: Any = None
         self._conversation: Any = None
         self._open()
@@ -123,11 +127,26 @@ class Chat:
         self._sampler_config = sampler
         if self.raw:
             return
+        self._start_conversation()
+
+    def _hidden_reasoning(self) -> tuple[str, str] | None:
+        tags = self.bundle.summary.get("reasoning_tags")
+        return None if self.options.show_reasoning or not tags else (tags[0], tags[1])
+
+    def _start_conversation(self, messages: list[dict[str, str]] | None = None) -> None:
+        """A runtime conversation holding `messages` as its history."""
+        cap = self.sampler.max_tokens
+        if cap is not None and self._hidden_reasoning():
+            cap += HIDDEN_REASONING_TOKENS  # --max-tokens counts what the user sees
+        if self._conversation is not None:
+            self._conversation.close()
+            self._conversation = None
         try:
             self._conversation = self._engine.create_conversation(
-                sampler_config=sampler,
+                messages=messages or None,
+                sampler_config=self._sampler_config,
                 system_message=self.options.system,
-                max_output_tokens=s.max_tokens,
+                max_output_tokens=cap,
                 extra_context=None if self.options.thinking is None else {"enable_thinking": self.options.thinking},
             )
         except Exception as exc:
@@ -137,25 +156,62 @@ class Chat:
             ) from exc
 
     def send(self, text: str) -> Iterator[str]:
-        """Stream the model's answer to `text`, chunk by chunk."""
+        """Stream the model's answer to `text`, chunk by chunk.
+
+        When the context is full, the oldest turns are dropped (a notice says so) and the
+        message is sent again; a message too long on its own raises LitertError.
+        """
         if self.raw:
             yield from self._send_raw(text)
             return
-        tags = self.bundle.summary.get("reasoning_tags")
-        filt = ReasoningFilter(None if self.options.show_reasoning or not tags else (tags[0], tags[1]))
+        while True:
+            try:
+                answer: list[str] = []
+                for piece in self._stream_turn(text):
+                    answer.append(piece)
+                    yield piece
+                self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": "".join(answer)}]
+                return
+            except _ContextFull as full:
+                if full.started or not self.history:
+                    raise LitertError(
+                        "the message does not fit the bundle's context"
+                        + (" (the answer was cut off)" if full.started else ""),
+                        "send a shorter message, or reconvert with a larger --kv-cache-max-len",
+                    ) from full.__cause__
+                self.history = self.history[2:]
+                self.notices.append("(the context is full: the oldest turn was dropped)")
+                self._start_conversation(self.history)
+
+    def _stream_turn(self, text: str) -> Iterator[str]:
+        filt = ReasoningFilter(self._hidden_reasoning())
+        cap, shown, started = self.sampler.max_tokens, 0, False
         try:
             for message in self._conversation.send_message_async(text):
                 for item in message.contents:
                     piece = getattr(item, "text", None)
-                    if piece:
-                        out = filt.feed(piece)
-                        if out:
-                            yield out
+                    if not piece:
+                        continue
+                    started = True
+                    out = filt.feed(piece)
+                    if out and (cap is None or shown < cap):
+                        shown += 1
+                        yield out
         except RuntimeError as exc:
+            if _CONTEXT_FULL in str(exc):
+                raise _ContextFull(started) from exc
             raise _generation_failed(exc) from exc
         rest = filt.flush()
-        if rest:
+        if rest and (cap is None or shown < cap):
             yield rest
+
+    def reset(self, system: str | None = None) -> None:
+        """Forget the conversation (and start it with `system` as the system message, if given)."""
+        if system is not None:
+            self.options = dataclasses.replace(self.options, system=system)
+        self.history = []
+        if not self.raw:
+            self._start_conversation()
 
     def _send_raw(self, text: str) -> Iterator[str]:
         """Continue `text` as it is (a fresh session per prompt: a base model has no turns)."""
@@ -185,6 +241,17 @@ class Chat:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+HIDDEN_REASONING_TOKENS = 8
+"""Room for an empty reasoning block (`<think>`, `\n\n`, `</think>`, `\n\n`) beyond --max-tokens."""
+_CONTEXT_FULL = "exceeds available state entries"
+
+
+class _ContextFull(Exception):
+    def __init__(self, started: bool) -> None:
+        super().__init__("context full")
+        self.started = started
 
 
 def _generation_failed(exc: Exception) -> LitertError:

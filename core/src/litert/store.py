@@ -9,6 +9,7 @@ never leaves it half-written. Bundles themselves live wherever they were written
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import os
 import shutil
@@ -31,18 +32,26 @@ def home() -> Path:
     return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "litert"
 
 
+def ensure_dir(path: Path) -> Path:
+    """Create `path` under LITERT_HOME, or say in one line why it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LitertError(
+            f"cannot use LITERT_HOME {home()}: {exc.strerror or exc} ({path})",
+            "point LITERT_HOME at a writable directory",
+        ) from exc
+    return path
+
+
 def runtime_cache_dir() -> Path:
     """Where the LiteRT-LM runtime keeps compiled artifacts (so nothing lands beside bundles)."""
-    path = home() / "runtime-cache"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return ensure_dir(home() / "runtime-cache")
 
 
 def log_path(name: str) -> Path:
     """A log file under LITERT_HOME/logs (the directory is created)."""
-    path = home() / "logs" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return ensure_dir(home() / "logs") / name
 
 
 def _index_path() -> Path:
@@ -53,14 +62,7 @@ def _lock() -> Any:
     """The inter-process lock every read-modify-write of the index holds (filelock)."""
     from filelock import FileLock
 
-    path = home()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LitertError(
-            f"cannot use LITERT_HOME {path}: {exc.strerror or exc}",
-            "point LITERT_HOME at a writable directory",
-        ) from exc
+    path = ensure_dir(home())
     return FileLock(str(path / f"{INDEX}.lock"), timeout=60)
 
 
@@ -206,8 +208,17 @@ def resolve_model(model: str, revision: str | None = None) -> Path:
             )
         return stored
     names = sorted(load_index())
-    known = f"stored models: {', '.join(names)}" if names else "the model store is empty"
-    raise LitertError(
-        f"no bundle file or stored model named {model!r} ({known})",
-        f"convert it first: `litert convert {model}`",
-    )
+    looks_like_path = model.endswith(".litertlm") or model.startswith((".", "/", "~")) or os.sep in model
+    if looks_like_path:
+        raise LitertError(
+            f"there is no bundle file {model}",
+            "check the path" + (f"; stored models: {', '.join(names)}" if names else ""),
+        )
+    close = [n for n in names if n.lower() == model.lower()] or difflib.get_close_matches(model, names, n=1)
+    if close:
+        hint = f"did you mean `litert run {close[0]}`?"
+    elif names:
+        hint = f"stored models: {', '.join(names)} (`litert models list` shows them)"
+    else:
+        hint = "the model store is empty: convert a checkpoint first with `litert convert CHECKPOINT_DIR`"
+    raise LitertError(f"no bundle file or stored model named {model!r}", hint)

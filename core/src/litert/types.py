@@ -94,6 +94,10 @@ class Claim:
     """The architecture that matched, e.g. "Qwen3ForCausalLM"."""
     details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Anything the plugin wants to carry from the claim to its other hooks."""
+    priority: int = 0
+    """When several plugins claim one checkpoint, the highest priority wins (a tie is an
+    error asking for --family). A plugin for a whole architecture claims with a negative
+    priority (litert-llama: -10), so a plugin for one family built on it wins by default."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,8 +191,15 @@ class SamplerDefaults:
 
     def validate(self) -> None:
         """Raise LitertError on values the runtime cannot use."""
+        import math
+
         from litert.errors import LitertError
 
+        for field, value in (("temperature", self.temperature), ("top_p", self.top_p)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise LitertError(f"{field} must be a finite number, got {value!r}", "pass e.g. --temperature 0.6")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int):
+            raise LitertError(f"top_k must be an integer, got {self.top_k!r}", "pass e.g. --top-k 20")
         if self.temperature < 0:
             raise LitertError(f"temperature must be >= 0, got {self.temperature}", "pass e.g. --temperature 0.6")
         if not 0 < self.top_p <= 1:

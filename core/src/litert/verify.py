@@ -298,6 +298,13 @@ def verify(checkpoint_dir: Path, bundle_path: Path, tokens: int = 32, quick: boo
     if not settings:
         raise LitertError(f"{bundle_path} was not made by litert (no conversion summary)", "convert it with litert")
     ckpt = load_checkpoint(checkpoint_dir)
+    made_from = summary.get("architecture")
+    if made_from and made_from not in ckpt.architectures:
+        raise LitertError(
+            f"{bundle_path} was made from a {made_from} checkpoint, and {checkpoint_dir} is "
+            f"{', '.join(ckpt.architectures) or 'of no declared architecture'}",
+            f"pass the checkpoint the bundle was converted from ({summary.get('source') or 'see litert models list'})",
+        )
     quantize = settings["quantize"]
     thresholds = THRESHOLDS[quantize]
     try:

@@ -66,18 +66,7 @@ def tokenizer_assets(claim: Claim) -> TokenizerAssets:
 
 def stop_tokens(checkpoint: Checkpoint) -> tuple[str, ...]:
     """<|im_end|> and <|endoftext|>, plus any other EOS the checkpoint declares."""
-    added = hf.added_tokens(checkpoint)
-    by_id = {i: t for t, i in added.items()}
-    stops = [t for t in STOP_CANDIDATES if t in added]
-    eos = hf.tokenizer_config(checkpoint).get("eos_token")
-    if isinstance(eos, dict):
-        eos = eos.get("content")
-    extra = [eos] if isinstance(eos, str) else []
-    extra += [by_id[i] for i in hf.eos_token_ids(checkpoint) if i in by_id]
-    for t in extra:
-        if t not in stops:
-            stops.append(t)
-    return tuple(stops) or ("<|im_end|>",)
+    return hf.stop_tokens(checkpoint, STOP_CANDIDATES) or ("<|im_end|>",)
 
 
 def runtime_chat_template(checkpoint: Checkpoint) -> str | None:
