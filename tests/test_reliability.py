@@ -149,8 +149,8 @@ def test_bad_runtime_input_gets_one_line(tmp_path: Path, qwen3_bundle: Path, tin
     file_home = tmp_path / "a-file"
     file_home.write_text("not a directory")
     cases = [
-        (("run", qwen3_bundle, "--temperature", "nan"), {}, "temperature must be a finite number"),
-        (("run", qwen3_bundle, "--temperature", "inf"), {}, "temperature must be a finite number"),
+        (("run", qwen3_bundle, "-p", "hi", "--temperature", "nan"), {}, "temperature must be a finite number"),
+        (("run", qwen3_bundle, "-p", "hi", "--temperature", "inf"), {}, "temperature must be a finite number"),
         (("run", qwen3_bundle), {"input": "\0\1\2garbage"}, "binary data"),
         (("run", header, "-p", "Hi"), {}, "header.litertlm"),
         (("verify", tiny_qwen3, header), {}, "header.litertlm"),

@@ -81,6 +81,20 @@ def clear_interrupted() -> None:
     _PENDING = None
 
 
+_LINE_OPEN = False
+"""A stage line ("[2/7] Planning ...") waits for its "done"."""
+
+
+def warn(text: str) -> None:
+    """A warning on its own line, even in the middle of a stage line."""
+    global _LINE_OPEN
+    stream = _private_stderr()
+    if _LINE_OPEN:
+        print(file=stream)
+        _LINE_OPEN = False
+    print(text, file=stream, flush=True)
+
+
 class Progress:
     """Prints `[i/n] stage ... done (t)` lines, to a stream that survives fd redirection."""
 
@@ -100,14 +114,20 @@ class Progress:
         t0 = time.monotonic()
         end = "\n" if open_line else ""
         lead = "      " if open_line else " "
+        global _LINE_OPEN
         print(f"[{self.index}/{self.total}] {title} ...", end=end, file=self.stream, flush=True)
+        _LINE_OPEN = not open_line and self.stream is _private_stderr()
         install_signal_handlers()
         try:
             yield
             check_interrupted()
         except BaseException:
+            lead = lead if _LINE_OPEN or open_line else "      "
+            _LINE_OPEN = False
             print(f"{lead}failed", file=self.stream, flush=True)
             raise
+        lead = lead if _LINE_OPEN or open_line else "      "
+        _LINE_OPEN = False
         print(f"{lead}done ({human_time(time.monotonic() - t0)})", file=self.stream, flush=True)
 
     @property

