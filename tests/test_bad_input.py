@@ -11,7 +11,11 @@ import pytest
 
 from conftest import FAST, run_cli
 
-PROGRESS = re.compile(r"^(\[\d/\d\] .* \.\.\. (done \(.*\)|failed)|      \w+ via .*|      (done \(.*\)|failed))$")
+# Stage lines, the plan line, and indented lines inside a stage (its steps, its "done").
+PROGRESS = re.compile(
+    r"^(\[\d/\d\] .* \.\.\. (done \(.*\)|failed)|      \w+ via .*"
+    r"|      (done \(.*\)|failed)|      .* \(\d+/\d+\) \.\.\. .*)$"
+)
 
 
 def _assert_clean_failure(result, out_dir: Path, *needles: str) -> None:

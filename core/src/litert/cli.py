@@ -100,6 +100,9 @@ def convert(
     force: Annotated[
         bool, typer.Option("--force", help="Replace the output file if it exists (and the store entry pointing at it).")
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result as one JSON object on stdout (progress stays on stderr).")
+    ] = False,
 ) -> None:
     """Convert a checkpoint into a .litertlm bundle and store it under a name."""
     from litert.console import human_size, human_time
@@ -122,11 +125,34 @@ def convert(
         force=force,
     )
     result = run_convert(source, options)
+    report = result.parity
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "name": result.name,
+                    "path": str(result.path),
+                    "size": result.size,
+                    "seconds": round(result.seconds, 1),
+                    "family": result.plan.claim.family,
+                    "quantize": result.plan.settings.quantize,
+                    "parity": report.as_json() if report is not None else None,
+                    "passed": None if report is None else report.passed,
+                },
+                indent=2,
+            )
+        )
+        if report is not None and not report.passed:
+            raise LitertError(
+                f"the bundle does not compute what the original computes ({'; '.join(report.failures)}); "
+                f"it is kept at {result.path}, marked as failed",
+                "see the parity report in the JSON output",
+            )
+        return
     print(
         f"Converted {source} -> {result.path} ({human_size(result.size)}, {result.size:,} bytes) "
         f"in {human_time(result.seconds)}; run it with: litert run {result.name}"
     )
-    report = result.parity
     if report is not None:
         if not report.passed:
             print(report.table())

@@ -172,3 +172,79 @@ def captured_native_output(
             for fd, copy in saved.items():
                 os.dup2(copy, fd)
                 os.close(copy)
+
+
+class Steps:
+    """Progress inside a long stage (the export's signatures), one step at a time.
+
+    On a terminal: a live `rich` display with the step, how many are done, the elapsed
+    time and an estimate of what is left (from the steps done so far). Elsewhere: one
+    plain line per finished step, `      tracing prefill_8 (1/7) ... 26.1 s`.
+    """
+
+    def __init__(self, total: int, stream: TextIO | None = None, live: bool | None = None) -> None:
+        self.total, self.done = total, 0
+        self.stream = stream or _private_stderr()
+        self.live = self.stream.isatty() if live is None else live
+        self.label: str | None = None
+        self.t0 = self.started = time.monotonic()
+        self._rich: object | None = None
+        self._task: object | None = None
+
+    def __enter__(self) -> Steps:
+        if self.live:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._rich = Progress(
+                TextColumn("      {task.description}"),
+                BarColumn(bar_width=24),
+                MofNCompleteColumn(),
+                TextColumn("elapsed"),
+                TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=True,
+                # Python-level output (warnings, progress bars) stays on fd 1/2, which
+                # captured_native_output sends to the log: not into the display.
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._rich.start()  # type: ignore[attr-defined]
+            self._task = self._rich.add_task("preparing", total=self.total)  # type: ignore[attr-defined]
+        return self
+
+    def __call__(self, label: str) -> None:
+        """A new step starts; the previous one is done."""
+        self._finish_current()
+        self.label, self.t0 = label, time.monotonic()
+        if self._rich is not None:
+            self._rich.update(self._task, description=label)  # type: ignore[attr-defined]
+
+    def _finish_current(self) -> None:
+        if self.label is None:
+            return
+        self.done += 1
+        if self._rich is not None:
+            self._rich.update(self._task, completed=self.done)  # type: ignore[attr-defined]
+        else:
+            print(
+                f"      {self.label} ({self.done}/{self.total}) ... {human_time(time.monotonic() - self.t0)}",
+                file=self.stream,
+                flush=True,
+            )
+        self.label = None
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        if kind is None:
+            self._finish_current()
+        if self._rich is not None:
+            self._rich.stop()  # type: ignore[attr-defined]

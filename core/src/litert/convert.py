@@ -20,7 +20,7 @@ from typing import Any
 import litert
 from litert import checkpoint as checkpoint_lib
 from litert import hf, store, templates, tokenizer, weights
-from litert.console import Progress, captured_native_output
+from litert.console import Progress, Steps, captured_native_output
 from litert.errors import LitertError
 from litert.plugins import PluginSet, get_plugins
 from litert.types import Checkpoint, Claim, ExportSettings, PromptFormat, SamplerDefaults, TokenizerAssets
@@ -245,13 +245,18 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                 with progress.stage("Building the model"):
                     module = plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=plan.settings)
                 stage = "exporting and quantizing"
-                with progress.stage(f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures ({s.quantize})"):
+                title = f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures ({s.quantize})"
+                with progress.stage(title, open_line=True):
                     from litert.lowering import lower, quantize
 
-                    lowered = lower(module, plan.settings, workdir)
-                    del module  # the weights' last reference: quantizing reads the float file instead
-                    gc.collect()
-                    tflite = quantize(lowered, workdir)
+                    n_steps = len(s.prefill_lengths) + 2 + (s.quantize != "none")
+                    with Steps(n_steps, progress.stream) as step:
+                        lowered = lower(module, plan.settings, workdir, step=step)
+                        del module  # the weights' last reference: quantizing reads the float file instead
+                        gc.collect()
+                        if s.quantize != "none":
+                            step(f"quantizing ({s.quantize})")
+                        tflite = quantize(lowered, workdir)
                 stage = "writing the bundle"
                 with progress.stage(f"Writing {output}"):
                     from litert.bundle import BundleContents, write_bundle

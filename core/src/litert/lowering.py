@@ -7,6 +7,7 @@ external KV cache, quantized with the chosen recipe.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ class Lowered:
     """An ai-edge-quantizer recipe, or None when `path` is already the final model."""
 
 
-def lower(module: Any, settings: ExportSettings, workdir: Path) -> Lowered:
+def lower(module: Any, settings: ExportSettings, workdir: Path, step: Callable[[str], None] | None = None) -> Lowered:
     """Export `module` (a litert-torch generative model) to a float .tflite in `workdir`.
 
     The steps are upstream's `convert_to_tflite`, with what measured better on
@@ -59,6 +60,9 @@ def lower(module: Any, settings: ExportSettings, workdir: Path) -> Lowered:
     result is byte-identical to litert-torch's own `Converter.convert(
     lightweight_conversion=True)` (tests/test_lowering.py). Quantization is left to
     `quantize`, so the caller can free the torch model first.
+
+    `step(label)` is called as each step starts (one per signature, then the flatbuffer),
+    so the caller can show where a minutes-long export is.
     """
     import torch
     from litert_torch._convert import core, litert_converter
@@ -104,9 +108,13 @@ def lower(module: Any, settings: ExportSettings, workdir: Path) -> Lowered:
         return Lowered(path)
 
     signatures = edge._signatures
+    step = step or (lambda label: None)
     with torch.inference_mode(False):
-        programs = [core.export_torch_signature(sig, run_decompositions=False) for sig in signatures]
-        programs = [core._run_convert_passes(program) for program in programs]
+        programs = []
+        for i, sig in enumerate(signatures):
+            step(f"tracing {getattr(sig, 'name', None) or f'signature {i + 1}'}")
+            programs.append(core._run_convert_passes(core.export_torch_signature(sig, run_decompositions=False)))
+        step("lowering to a flatbuffer")
         exporter = litert_converter.exported_programs_to_flatbuffer(
             programs, signatures, lightweight_conversion=True, runtime_constant_folding=False
         )
