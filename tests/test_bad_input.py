@@ -153,7 +153,7 @@ def test_int4_block_larger_than_the_model_dimensions(tmp_path: Path, tiny_qwen3:
 def test_not_enough_memory_stops_before_any_work(tmp_path: Path, tiny_qwen3: Path) -> None:
     result = run_cli_env(tmp_path, tiny_qwen3, LITERT_MEMORY_LIMIT="1GB")
     _assert_clean_failure(
-        result, tmp_path, "needs about 2.2 GB of memory and 1.0 GB is available", "LITERT_MEMORY_LIMIT"
+        result, tmp_path, "needs about 2.2 GB of memory and your limit is 1.0 GB (LITERT_MEMORY_LIMIT=1GB)"
     )
     assert "Building the model" not in result.stderr
 

@@ -192,3 +192,28 @@ def test_run_hints_are_commands_that_work(tmp_path: Path, qwen3_bundle: Path) ->
     _write_index(home, {"Qwen3-tiny": {"path": str(qwen3_bundle), "source": "x"}})
     result = run_cli("run", "qwen3-tiny", "-p", "hi", home=home, cwd=tmp_path)
     assert result.returncode == 1 and "did you mean `litert run Qwen3-tiny`?" in result.stderr
+
+
+def test_models_rm_asks_before_deleting_outside_the_store_and_show(tmp_path: Path, qwen3_bundle: Path) -> None:
+    home = tmp_path / "home"
+    mine = tmp_path / "mine.litertlm"
+    shutil.copyfile(qwen3_bundle, mine)
+    _write_index(home, {"mine": {"path": str(mine), "source": "x", "quantize": "dynamic_int8"}})
+    shown = run_cli("models", "show", "mine", home=home)
+    assert shown.returncode == 0 and "dynamic_int8" in shown.stdout and str(mine) in shown.stdout
+    assert "prefill       8,64" in shown.stdout  # read from the bundle itself
+    refused = run_cli("models", "rm", "mine", home=home)  # not a terminal: never deletes unasked
+    assert refused.returncode == 1 and "outside the model store" in refused.stderr and "--yes" in refused.stderr
+    assert mine.is_file() and "mine" in _index(home)
+    done = run_cli("models", "rm", "mine", "--yes", home=home)
+    assert done.returncode == 0 and not mine.exists() and _index(home) == {}
+
+
+def test_version_and_think_warning(tmp_path: Path, gemma3_bundle: Path) -> None:
+    for flag in ("--version", "-V"):
+        result = run_cli(flag, home=tmp_path)
+        assert result.returncode == 0 and result.stdout.startswith("litert 0.1.0")
+    result = run_cli(
+        "run", gemma3_bundle, "-p", "Hi", "--think", "--temperature", "0", "--max-tokens", "2", home=tmp_path
+    )
+    assert result.returncode == 0 and "has no reasoning mode" in result.stderr

@@ -21,7 +21,7 @@ from litert.types import QUANTIZATION_RECIPES
 app = typer.Typer(
     help="Convert Hugging Face LLM checkpoints into LiteRT-LM bundles (.litertlm) and run them.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # litert --install-completion / --show-completion
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -42,7 +42,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Convert Hugging Face LLM checkpoints into LiteRT-LM bundles (.litertlm) and run them."""
@@ -235,6 +235,14 @@ def run(
     entry = store.entry_for(path)
     if entry and entry.get("parity", {}).get("passed") is False:
         print(f"warning: this bundle failed its parity check: {entry['parity'].get('summary')}", file=sys.stderr)
+    if think is not None:
+        from litert.bundle import read_bundle
+
+        if not read_bundle(path).summary.get("reasoning_tags"):
+            print(
+                f"warning: {model} has no reasoning mode; --{'' if think else 'no-'}think changes nothing",
+                file=sys.stderr,
+            )
     quiet_runtime_env()
     options = RunOptions(
         temperature=temperature,
@@ -436,20 +444,73 @@ def models_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-re
 
 @models_app.command("rm")
 def models_rm(
-    name: Annotated[str, typer.Argument(help="A stored model name.")],
+    name: Annotated[str, typer.Argument(help="A stored model name.", metavar="NAME")],
     keep_file: Annotated[bool, typer.Option(help="Forget the name but keep the bundle file.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete a bundle outside the store without asking.")] = False,
 ) -> None:
-    """Remove a stored model and its bundle file."""
+    """Remove a stored model and its bundle file (a file outside the store only after asking)."""
     import contextlib
 
     from litert import store
 
+    entry = store.load_index().get(name)
+    path = Path(entry["path"]) if entry else None
+    outside = path is not None and store.home().resolve() not in path.resolve().parents
+    if path is not None and path.is_file() and outside and not keep_file and not yes:
+        if not sys.stdin.isatty():
+            raise LitertError(
+                f"{name}'s bundle {path} is outside the model store, so litert does not delete it unasked",
+                "pass --yes to delete it too, or --keep-file to only forget the name",
+            )
+        print(f"Delete {path} too? [y/N] ", end="", file=sys.stderr, flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            keep_file = True
     entry = store.remove(name)
     path = Path(entry["path"])
     if not keep_file:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-    print(f"Removed {name}" + ("" if keep_file else f" ({path})"))
+    print(f"Removed {name}" + ("" if keep_file else f" (deleted {path})"))
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[str, typer.Argument(help="A stored model name.", metavar="NAME")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Everything known about a stored model: source, settings, provenance, parity, path."""
+    from litert import store
+    from litert.bundle import read_bundle
+
+    models = store.load_index()
+    if name not in models:
+        store.resolve_model(name)  # raises with a "did you mean"
+    entry = dict(models[name])
+    path = Path(entry["path"])
+    summary = read_bundle(path).summary if path.is_file() else {}
+    info = {"name": name, **entry, "bundle": summary, "file_present": path.is_file()}
+    if as_json:
+        print(json.dumps(info, indent=2, sort_keys=True, default=str))
+        return
+    settings = summary.get("settings") or {}
+    plugin = summary.get("plugin") or {}
+    rows = [
+        ("name", name),
+        ("path", str(path) + ("" if path.is_file() else " (missing)")),
+        ("source", str(entry.get("source", "?")) + (f" @ {entry['revision']}" if entry.get("revision") else "")),
+        ("family", f"{entry.get('family', '?')} via {plugin.get('distribution', '?')} {plugin.get('version', '')}"),
+        ("quantize", str(entry.get("quantize", "?"))),
+        ("prefill", ",".join(map(str, settings.get("prefill_lengths", []))) or "?"),
+        ("KV cache", str(settings.get("kv_cache_max_len", "?"))),
+        (
+            "chat template",
+            {True: "yes", False: "no (base model: run sends raw text)", None: "?"}[summary.get("chat_template")],
+        ),
+        ("parity", (entry.get("parity") or {}).get("summary", "not verified")),
+        ("stored", str(entry.get("stored_at", "?"))),
+    ]
+    for key, value in rows:
+        print(f"{key:<14}{value}")
 
 
 @plugins_app.command("new")

@@ -96,9 +96,14 @@ def check_memory(checkpoint: Checkpoint) -> tuple[int, int | None]:
     needed = estimate_peak_bytes(checkpoint)
     available = available_bytes()
     if available is not None and needed > available:
+        limit = os.environ.get("LITERT_MEMORY_LIMIT")
+        have = (
+            f"your limit is {available / GB:.1f} GB (LITERT_MEMORY_LIMIT={limit})"
+            if limit
+            else (f"{available / GB:.1f} GB is available")
+        )
         raise LitertError(
-            f"converting {checkpoint.source or checkpoint.path} needs about {needed / GB:.1f} GB of memory "
-            f"and {available / GB:.1f} GB is available",
+            f"converting {checkpoint.source or checkpoint.path} needs about {needed / GB:.1f} GB of memory and {have}",
             "close other programs or convert on a machine with more memory (LITERT_MEMORY_LIMIT sets the "
             "budget; the estimate is explained in docs/performance.md)",
         )
