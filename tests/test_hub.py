@@ -179,7 +179,9 @@ def test_repository_not_found(hub: FakeHub, hf_home: Path, tmp_path: Path) -> No
     line = one_error_line(
         run_cli("convert", "litert-test/Qwen3-tinny", home=tmp_path / "home", env=hub_env(hub, hf_home))
     )
-    assert "was not found" in line and "typo" in line and "private" in line
+    assert (
+        "no local directory litert-test/Qwen3-tinny and no repository" in line and "typo" in line and "private" in line
+    )
 
 
 @pytest.mark.parametrize(("token", "words"), [(None, "no token was provided"), ("hf_wrong", "was refused")])

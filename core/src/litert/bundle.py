@@ -117,12 +117,54 @@ def write_bundle(path: Path, contents: BundleContents, workdir: Path) -> int:
         # The builder wants a *.json name; a checkpoint's tokenizer.json always has one.
         builder.add_hf_tokenizer(str(contents.tokenizer.path))
     builder.add_tflite_model(str(contents.tflite), builder_lib.TfLiteModelType.PREFILL_DECODE)
-    with atomic_output(path) as tmp:
+    with atomic_output(path) as tmp, reproducible_system_metadata(contents, meta_path):
         with open(tmp, "wb") as f:
             builder.build(f)
             f.flush()
             os.fsync(f.fileno())
     return path.stat().st_size
+
+
+@contextlib.contextmanager
+def reproducible_system_metadata(contents: BundleContents, meta_path: Path) -> Iterator[None]:
+    """Same inputs, same bytes: the builder's random uuid and wall-clock timestamp, derived instead.
+
+    litert_lm_builder stamps every bundle with `uuid4()` and the current time. Here the
+    uuid is a uuid5 of the sha256 of everything the bundle carries (model, tokenizer,
+    metadata, summary), and the timestamp is SOURCE_DATE_EPOCH when set (the
+    reproducible-builds convention), else the epoch. When a bundle was made is recorded in
+    the model store instead (`stored_at`), outside the bytes.
+    """
+    import datetime
+    import hashlib
+    import uuid
+
+    from litert_lm_builder import litertlm_builder
+
+    digest = hashlib.sha256()
+    for part in (contents.tflite, contents.tokenizer.path, meta_path):
+        with open(part, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    digest.update(json.dumps(contents.summary, sort_keys=True).encode())
+    bundle_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "litert:" + digest.hexdigest()))
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
+    stamp = datetime.datetime.fromtimestamp(epoch, datetime.UTC).isoformat()
+    original = litertlm_builder.populate_system_metadata
+
+    def populate(system_metadata: list[Any]) -> list[Any]:
+        kept = [m for m in system_metadata if m.key not in ("uuid", "creation_timestamp")]
+        return [
+            *kept,
+            litertlm_builder.Metadata(key="uuid", value=bundle_id, dtype=litertlm_builder.DType.STRING),
+            litertlm_builder.Metadata(key="creation_timestamp", value=stamp, dtype=litertlm_builder.DType.STRING),
+        ]
+
+    litertlm_builder.populate_system_metadata = populate
+    try:
+        yield
+    finally:
+        litertlm_builder.populate_system_metadata = original
 
 
 @dataclasses.dataclass

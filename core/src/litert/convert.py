@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +136,6 @@ def bundle_summary(plugins: PluginSet, plan: ConversionPlan, name: str) -> dict[
         "sampler": dataclasses.asdict(plan.sampler),
         "reasoning_tags": list(plan.prompt.reasoning_tags) if plan.prompt.reasoning_tags else None,
         "chat_template": plan.chat_template is not None,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
@@ -188,6 +186,30 @@ def remove_leftovers(output: Path) -> None:
             else:
                 with contextlib.suppress(OSError):
                     path.unlink()
+
+
+def _disk_full(exc: BaseException) -> Path | None:
+    """The place that filled up, if `exc` (or what caused it) is "no space left on device"."""
+    import errno
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            name = getattr(seen, "filename", None)
+            return Path(name).parent if name else Path(tempfile.gettempdir())
+        if "No space left on device" in str(seen):
+            return Path(tempfile.gettempdir())
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _free(path: Path) -> str:
+    from litert.console import human_size
+
+    try:
+        return human_size(shutil.disk_usage(path).free)
+    except OSError:
+        return "?"
 
 
 def failure_log(workdir: Path) -> Path | None:
@@ -283,6 +305,12 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     "of the architecture than this checkpoint's (report it to the plugin's maintainers)",
                 ) from exc
             except Exception as exc:
+                full = _disk_full(exc)
+                if full is not None:
+                    raise LitertError(
+                        f"{stage} failed: no space left on the device holding {full} ({_free(full)} free)",
+                        "free some space, or point TMPDIR (the export's work files) or -o at a larger disk",
+                    ) from exc
                 log = failure_log(workdir)
                 raise LitertError(
                     f"{stage} failed: {type(exc).__name__}: {exc}",

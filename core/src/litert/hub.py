@@ -83,8 +83,9 @@ def _hub_error(exc: Exception, repo_id: str, revision: str | None) -> LitertErro
         )
     if isinstance(exc, errors.RepositoryNotFoundError):
         return LitertError(
-            f"repository {repo_id} was not found on the Hub",
-            "check the id for a typo; if it is private, provide a token (HF_TOKEN=... or `hf auth login`)",
+            f"there is no local directory {repo_id} and no repository {repo_id} on the Hub",
+            "check the path or the id for a typo; if the repository is private, provide a token "
+            "(HF_TOKEN=... or `hf auth login`)",
         )
     if isinstance(exc, errors.OfflineModeIsEnabled | errors.LocalEntryNotFoundError):
         return LitertError(
@@ -97,8 +98,9 @@ def _hub_error(exc: Exception, repo_id: str, revision: str | None) -> LitertErro
             "free some space, or point HF_HOME at a larger disk",
         )
     return LitertError(
-        f"downloading {repo_id} from {endpoint} failed: {type(exc).__name__}: {exc}",
-        "check the network (or set HF_HUB_OFFLINE=1 to use the cache only)",
+        f"there is no local directory {repo_id}, and downloading it from {endpoint} failed: "
+        f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+        "check the path, or the network (HF_HUB_OFFLINE=1 uses the Hugging Face cache only)",
     )
 
 
