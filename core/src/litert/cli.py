@@ -366,6 +366,19 @@ def verify(
 
 
 @app.command()
+def inspect(
+    bundle: Annotated[str, typer.Argument(help="A .litertlm bundle path, or a stored name.", metavar="BUNDLE")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """What a bundle carries: sections, signatures, prompt format, tokens, sampler, provenance, parity."""
+    from litert import store
+    from litert.inspection import describe, render
+
+    info = describe(store.resolve_model(bundle))
+    print(json.dumps(info, indent=2, default=str) if as_json else render(info))
+
+
+@app.command()
 def demo(
     family: Annotated[Optional[str], typer.Option(help="Only this family's tiny model.")] = None,
 ) -> None:

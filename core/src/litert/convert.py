@@ -136,6 +136,58 @@ def bundle_summary(plugins: PluginSet, plan: ConversionPlan, name: str) -> dict[
         "sampler": dataclasses.asdict(plan.sampler),
         "reasoning_tags": list(plan.prompt.reasoning_tags) if plan.prompt.reasoning_tags else None,
         "chat_template": plan.chat_template is not None,
+        "provenance": provenance(plan),
+    }
+
+
+INPUT_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.json",
+    "tokenizer.model",
+    "model.safetensors.index.json",
+)
+VERSIONED = (
+    "litert-torch",
+    "ai-edge-quantizer",
+    "ai-edge-litert",
+    "tensorflow-cpu",
+    "litert-lm",
+    "torch",
+    "transformers",
+)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(plan: ConversionPlan) -> dict[str, Any]:
+    """What the bundle was made from and with: the sha256 of every checkpoint file read and
+    the versions of the tools, so that anyone can check a bundle against its sources."""
+    import importlib.metadata
+
+    ckpt = plan.claim.checkpoint
+    files = [ckpt.path / n for n in INPUT_FILES if (ckpt.path / n).is_file()]
+    files += weights.safetensors_files(ckpt)
+    versions = {}
+    for dist in VERSIONED:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {
+        "inputs": {p.name: _sha256(p) for p in sorted(set(files))},
+        "versions": {"litert": litert.__version__, **versions},
     }
 
 
@@ -325,6 +377,10 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                 captured_native_output(workdir / "verify.log", enabled=not options.verbose),
             ):
                 report = verify(ckpt.path, output, tokens=16, quick=True)
+                # The parity report travels inside the bundle: written again with it (the same
+                # model bytes; deterministic, so re-conversions stay byte-identical).
+                contents.summary["parity"] = {**report.as_json(), "bundle": None, "checkpoint": None}
+                size = write_bundle(output, contents, workdir)
         with progress.stage(f"Storing as {name!r}"):
             info = {
                 "source": source if from_hub else str(ckpt.path.resolve()),
