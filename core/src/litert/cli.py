@@ -138,6 +138,7 @@ def convert(
                     "quantize": result.plan.settings.quantize,
                     "parity": report.as_json() if report is not None else None,
                     "passed": None if report is None else report.passed,
+                    "from_store": str(result.cached_from) if result.cached_from else None,
                 },
                 indent=2,
             )
@@ -148,6 +149,15 @@ def convert(
                 f"it is kept at {result.path}, marked as failed",
                 "see the parity report in the JSON output",
             )
+        return
+    if result.cached_from is not None:
+        print(
+            f"Already converted with the same inputs, settings and versions: {result.path} "
+            f"({human_size(result.size)}) from the store in {human_time(result.seconds)}; "
+            f"run it with: litert run {result.name} (--force converts again)"
+        )
+        if result.stored_parity:
+            print(result.stored_parity)
         return
     print(
         f"Converted {source} -> {result.path} ({human_size(result.size)}, {result.size:,} bytes) "

@@ -68,6 +68,10 @@ class ConversionResult:
     plan: ConversionPlan
     parity: Any = None
     """The ParityReport when the bundle was verified."""
+    cached_from: Path | None = None
+    """Set when the conversion was answered from the store: the stored bundle it came from."""
+    stored_parity: str | None = None
+    """For an answer from the store: the parity line recorded when it was converted."""
 
 
 def _typed(value: Any, cls: type, plugin: str, hook: str) -> Any:
@@ -119,7 +123,9 @@ def plan_conversion(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOption
     )
 
 
-def bundle_summary(plugins: PluginSet, plan: ConversionPlan, name: str) -> dict[str, Any]:
+def bundle_summary(
+    plugins: PluginSet, plan: ConversionPlan, name: str, prov: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What we store inside the bundle about its making."""
     rec = plugins.record(plan.plugin)
     ckpt = plan.claim.checkpoint
@@ -136,7 +142,7 @@ def bundle_summary(plugins: PluginSet, plan: ConversionPlan, name: str) -> dict[
         "sampler": dataclasses.asdict(plan.sampler),
         "reasoning_tags": list(plan.prompt.reasoning_tags) if plan.prompt.reasoning_tags else None,
         "chat_template": plan.chat_template is not None,
-        "provenance": provenance(plan),
+        "provenance": prov if prov is not None else provenance(plan),
     }
 
 
@@ -196,6 +202,53 @@ def default_output(name: str, from_hub: bool) -> Path:
     if from_hub:
         return store.home() / "models" / f"{name}.litertlm"
     return Path.cwd() / f"{name.split('/')[-1]}.litertlm"
+
+
+def cache_key(plan: ConversionPlan, prov: dict[str, Any], plugin_version: str) -> str:
+    """What makes a bundle what it is: the input files' hashes, the settings, the family
+    plugin and its version, and the tool versions. Equal keys give byte-identical bundles."""
+    import hashlib
+    import json
+
+    material = {
+        "inputs": prov["inputs"],
+        "versions": prov["versions"],
+        "settings": dataclasses.asdict(plan.settings),
+        "family": plan.claim.family,
+        "plugin": [plan.plugin, plugin_version],
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def answer_from_store(
+    hit: dict[str, Any],
+    name: str,
+    output: Path,
+    source: str,
+    ckpt: Checkpoint,
+    plan: ConversionPlan,
+    progress: Progress,
+) -> ConversionResult:
+    """The same conversion was done before: reuse its bundle (copied when -o points elsewhere)."""
+    from litert.bundle import atomic_output
+
+    stored = Path(hit["path"])
+    with progress.stage(f"Reusing the stored bundle {stored} (same inputs, settings and versions)"):
+        if stored.resolve() != output.resolve():
+            with atomic_output(output) as tmp:
+                shutil.copyfile(stored, tmp)
+        info = {k: v for k, v in hit.items() if k not in ("path", "stored_at")}
+        info["source"] = source if checkpoint_lib.is_hub_id(source) else str(ckpt.path.resolve())
+        store.record(name, output, info)
+    return ConversionResult(
+        name=name,
+        path=output,
+        size=output.stat().st_size,
+        seconds=progress.elapsed,
+        plan=plan,
+        cached_from=stored,
+        stored_parity=(hit.get("parity") or {}).get("summary"),
+    )
 
 
 def check_output_free(output: Path, name: str, source: str, force: bool) -> None:
@@ -309,6 +362,12 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         raise LitertError(f"output {output} is a directory", "pass -o PATH/NAME.litertlm")
     check_output_free(output, name, source, options.force)
     remove_leftovers(output)
+    prov = provenance(plan)
+    key = cache_key(plan, prov, rec.version)
+    if not options.force:
+        hit = store.find(key=key, verified=options.verify)
+        if hit is not None:
+            return answer_from_store(hit, name, output, source, ckpt, plan, progress)
 
     workdir = Path(tempfile.mkdtemp(prefix=f"litert-convert-{os.getpid()}-"))
     landed = wrote = False
@@ -344,7 +403,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                         sampler=plan.sampler,
                         settings=plan.settings,
                         chat_template=plan.chat_template,
-                        summary=bundle_summary(plugins, plan, name),
+                        summary=bundle_summary(plugins, plan, name, prov),
                     )
                     wrote = True  # from here on the output may be replaced: remove it unless it lands
                     size = write_bundle(output, contents, workdir)
@@ -389,6 +448,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                 "family": plan.claim.family,
                 "quantize": s.quantize,
                 "size": size,
+                "key": key,
             }
             if report is not None:
                 info["parity"] = {"passed": report.passed, "summary": report.summary_line()}

@@ -149,6 +149,18 @@ def entry_for(bundle: Path) -> dict[str, Any] | None:
     return next((e for e in load_index().values() if e.get("path") == target), None)
 
 
+def find(key: str, verified: bool) -> dict[str, Any] | None:
+    """A stored entry made with the conversion key `key` whose bundle is still there (and,
+    when `verified`, whose parity check passed)."""
+    for entry in load_index().values():
+        if entry.get("key") != key or not Path(entry.get("path", "")).is_file():
+            continue
+        if verified and not (entry.get("parity") or {}).get("passed"):
+            continue
+        return dict(entry)
+    return None
+
+
 def names_for(bundle: Path) -> list[str]:
     """The stored names pointing at `bundle`."""
     target = str(bundle.resolve())
