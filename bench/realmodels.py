@@ -52,6 +52,8 @@ def run_one(ckpt: Path, recipe: str, work: Path) -> dict:
     report = json.loads(verify.stdout) if verify.stdout.strip().startswith("{") else {}
     row["parity"] = {k: report.get(k) for k in ("top1", "kl", "max_abs_logit_diff", "greedy_min", "greedy_whole")}
     row["prompts"] = len(report.get("prompts", []))
+    row["per_prompt"] = report.get("prompts", [])
+    row["failures"] = report.get("failures", [])
     row["passed"] = report.get("passed")
     answer = subprocess.run(
         [LITERT, "run", str(bundle), "--temperature", "0", "--max-tokens", "24"],
@@ -65,7 +67,7 @@ def run_one(ckpt: Path, recipe: str, work: Path) -> dict:
 def table(rows: list[dict]) -> str:
     lines = [
         "| recipe | top-1 | mean KL | max \\|Δlogit\\| | greedy identical (shortest run / whole answers) | "
-        "passes today's thresholds | bundle | convert | peak RSS | answer to the Paris question |",
+        "passes the thresholds | bundle | convert | peak RSS | answer to the Paris question |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -95,6 +97,10 @@ def main() -> int:
             print(json.dumps(row), flush=True)
             rows.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.is_file():  # keep the rows of recipes not measured this time
+        previous = {r["recipe"]: r for r in json.loads(args.out.read_text())}
+        previous.update({r["recipe"]: r for r in rows})
+        rows = [previous[r] for r in RECIPES if r in previous]
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
     text = table(rows)
     print(text)

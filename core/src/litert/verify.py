@@ -34,19 +34,25 @@ class Thresholds:
     kl: float | None
     """Maximum mean KL(reference || bundle) in nats, or None when not checked."""
     greedy: int
-    """Minimum greedy tokens identical before the first divergence, for every prompt
-    (an answer that ends sooner must match whole)."""
+    """Minimum greedy tokens identical before the first divergence (an answer that ends
+    sooner must match whole)."""
+    greedy_share: float = 1.0
+    """The share of prompts that must meet `greedy`. A quantized bundle of a real model
+    meets near-ties where one token flips and the answers part (SmolLM2-135M-Instruct at
+    dynamic_int8: top-1 97.5 %, yet one prompt of five diverged at its first token), so
+    quantized recipes ask it of half the prompts; `none` and `fp16` of every prompt."""
 
 
-# `none`: the bundle must compute what transformers computes. Quantized recipes: from
-# measurements of the tiny models of both families (docs/verify.md), with margin.
+# `none`: the bundle must compute what transformers computes. The quantized recipes: from
+# measurements on a real trained model (SmolLM2-135M-Instruct, docs/verify.md) and the tiny
+# models of every family, with margin.
 THRESHOLDS: dict[str, Thresholds] = {
     "none": Thresholds(top1=1.0, kl=1e-4, greedy=32),
     "fp16": Thresholds(top1=0.99, kl=0.01, greedy=16),
-    "dynamic_int8": Thresholds(top1=0.95, kl=0.05, greedy=8),
-    "weight_only_int8": Thresholds(top1=0.95, kl=0.05, greedy=8),
-    "dynamic_int4_block32": Thresholds(top1=0.80, kl=0.5, greedy=2),
-    "dynamic_int4_block128": Thresholds(top1=0.80, kl=0.5, greedy=2),
+    "dynamic_int8": Thresholds(top1=0.95, kl=0.05, greedy=8, greedy_share=0.5),
+    "weight_only_int8": Thresholds(top1=0.95, kl=0.05, greedy=8, greedy_share=0.5),
+    "dynamic_int4_block32": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5),
+    "dynamic_int4_block128": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5),
 }
 
 QUESTIONS = [
@@ -159,6 +165,7 @@ class ParityReport:
             f"thresholds ({self.quantize}): top-1 ≥ {t.top1 * 100:.0f}%"
             + (f", KL ≤ {t.kl}" if t.kl is not None else "")
             + f", greedy ≥ {t.greedy} identical tokens"
+            + (" on every prompt" if t.greedy_share >= 1 else f" on {t.greedy_share:.0%} of the prompts")
         )
         lines.extend(f"failed: {f}" for f in self.failures)
         lines.append(self.summary_line())
@@ -385,12 +392,18 @@ def judge(report: ParityReport) -> None:
         failures.append(f"top-1 agreement {report.top1 * 100:.1f}% < {t.top1 * 100:.0f}%")
     if t.kl is not None and report.kl > t.kl:
         failures.append(f"mean KL {report.kl:.4f} > {t.kl}")
+    short = []
     for p in report.prompts:
         needed = min(t.greedy, p.greedy_reference)
         if p.greedy_identical < needed or (p.greedy_reference < t.greedy and not p.greedy_complete):
-            failures.append(
+            short.append(
                 f"prompt {p.name!r}: {p.greedy_identical} greedy tokens identical, "
                 f"{'the whole answer' if p.greedy_reference < t.greedy else t.greedy} needed"
             )
+    met = len(report.prompts) - len(short)
+    if report.prompts and met < t.greedy_share * len(report.prompts):
+        if t.greedy_share < 1:
+            failures.append(f"greedy answers agree on {met} of {len(report.prompts)} prompts, fewer than half")
+        failures.extend(short)
     report.failures = failures
     report.passed = not failures
