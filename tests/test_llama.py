@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, PARIS_PROMPT, run_cli
+from conftest import PARIS_PROMPT, SMALLEST, run_cli
 from litert import stress
 from litert.checkpoint import load_checkpoint
 from litert.plugins import get_plugins
@@ -93,7 +93,7 @@ def smollm2() -> Path:
 def test_real_smollm2_converts_passes_parity_and_answers_paris(smollm2: Path, tmp_path: Path, tmp_path_factory) -> None:
     home = tmp_path / "home"
     bundle = tmp_path / "smollm2.litertlm"
-    result = run_cli("convert", smollm2, *FAST, "-o", bundle, home=home)
+    result = run_cli("convert", smollm2, *SMALLEST, "-o", bundle, home=home)
     assert result.returncode == 0, result.stderr
     assert "llama via litert-llama" in result.stderr
     assert result.stdout.strip().splitlines()[-1].endswith("— pass"), result.stdout

@@ -20,7 +20,7 @@ def test_reconversion_is_byte_identical_and_answered_from_the_store(tmp_path: Pa
     for run in ("first", "second"):  # separate processes, directories and stores
         where = tmp_path / run
         where.mkdir()
-        result = run_cli("convert", tiny_qwen3, *SMALLEST, home=where / "home", cwd=where)
+        result = run_cli("convert", tiny_qwen3, *SMALLEST, "--no-verify", home=where / "home", cwd=where)
         assert result.returncode == 0, result.stderr
         assert "Building the model" in result.stderr
         bundles.append(where / "Qwen3-tiny.litertlm")
@@ -32,12 +32,12 @@ def test_reconversion_is_byte_identical_and_answered_from_the_store(tmp_path: Pa
     # The same conversion again, into the first store: answered from it in seconds.
     first = tmp_path / "first"
     copy = first / "copy.litertlm"
-    again = run_cli("convert", tiny_qwen3, *SMALLEST, "-o", copy, home=first / "home", cwd=first)
+    again = run_cli("convert", tiny_qwen3, *SMALLEST, "--no-verify", "-o", copy, home=first / "home", cwd=first)
     assert again.returncode == 0, again.stderr
     assert "Already converted with the same inputs, settings and versions" in again.stdout
-    assert "Building the model" not in again.stderr and "— pass" in again.stdout  # the stored parity line
+    assert "Building the model" not in again.stderr
     assert _sha(copy) == _sha(bundles[0])
     # --force converts again, to the same bytes.
-    forced = run_cli("convert", tiny_qwen3, *SMALLEST, "--force", home=first / "home", cwd=first)
+    forced = run_cli("convert", tiny_qwen3, *SMALLEST, "--no-verify", "--force", home=first / "home", cwd=first)
     assert forced.returncode == 0 and "Building the model" in forced.stderr
     assert _sha(bundles[0]) == _sha(bundles[1])
