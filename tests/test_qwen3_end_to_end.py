@@ -7,9 +7,12 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import time
 from pathlib import Path
+
+import pytest
 
 from conftest import LITERT, PARIS_PROMPT, run_cli
 from litert.checkpoint import load_checkpoint
@@ -180,3 +183,57 @@ def test_run_no_think_mode(qwen3_bundle: Path, session_home: Path) -> None:
     assert result.returncode == 0, result.stderr
     # The template supplied the empty reasoning block, so the model answers straight away.
     assert result.stdout == "The capital of France is Paris.\n"
+
+
+def test_max_tokens_counts_what_the_user_sees(qwen3_bundle: Path, session_home: Path) -> None:
+    # The hidden empty <think></think> block must not use the budget (it printed nothing before).
+    result = run_cli("run", qwen3_bundle, "-p", PARIS_PROMPT, "--temperature", "0", "--max-tokens", "5",
+                     home=session_home)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def small_context_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_qwen3: Path) -> Path:
+    out = tmp_path_factory.mktemp("small") / "small.litertlm"
+    result = run_cli("convert", tiny_qwen3, "--prefill-lengths", "8", "--kv-cache-max-len", "64", "--no-verify",
+                     "-o", out, home=tmp_path_factory.mktemp("home"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_chat_commands_and_a_full_context(small_context_bundle: Path, tmp_path: Path) -> None:
+    """A 64-token context fills on the third exchange: the oldest turn is dropped (and the user
+    told), a message too long on its own is refused, and the chat goes on; slash commands are
+    never sent to the model; Ctrl-C at the prompt leaves with 130."""
+    master, slave = pty.openpty()
+    env = {**os.environ, "LITERT_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(
+        [LITERT, "run", str(small_context_bundle), "--temperature", "0"],
+        stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    os.close(slave)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        os.write(master, (PARIS_PROMPT + "\n").encode())
+        assert b"The capital of France is Paris.\n" in _read_until(proc.stdout.fileno(), proc, b"Paris.\n")
+        for _ in range(2):  # the tiny model answers later turns of a chat loosely: only that it answers
+            os.write(master, (PARIS_PROMPT + "\n").encode())
+            assert _read_until(proc.stdout.fileno(), proc, b"\n").strip()
+        os.write(master, ("word " * 80 + "\n").encode())  # longer than the whole context
+        os.write(master, b"/help\n")
+        os.write(master, b"/reset\n")
+        os.write(master, (PARIS_PROMPT + "\n").encode())
+        assert b"The capital of France is Paris.\n" in _read_until(proc.stdout.fileno(), proc, b"Paris.\n")
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)  # at the prompt
+        assert proc.wait(timeout=60) == 130
+        err = proc.stderr.read().decode()
+        assert "(the context is full: the oldest turn was dropped)" in err
+        assert "error: the message does not fit the bundle's context" in err
+        assert "/system TEXT" in err and "(conversation forgotten)" in err
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)

@@ -164,6 +164,7 @@ class Chat:
         if self.raw:
             yield from self._send_raw(text)
             return
+        kept, dropped = list(self.history), 0
         while True:
             try:
                 answer: list[str] = []
@@ -171,16 +172,24 @@ class Chat:
                     answer.append(piece)
                     yield piece
                 self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": "".join(answer)}]
+                if dropped:
+                    self.notices.append(
+                        f"(the context is full: the oldest {'turn was' if dropped == 1 else f'{dropped} turns were'} "
+                        "dropped)"
+                    )
                 return
             except _ContextFull as full:
                 if full.started or not self.history:
+                    if len(self.history) != len(kept):  # dropping turns did not help: keep the conversation
+                        self.history = kept
+                        self._start_conversation(self.history)
                     raise LitertError(
                         "the message does not fit the bundle's context"
                         + (" (the answer was cut off)" if full.started else ""),
                         "send a shorter message, or reconvert with a larger --kv-cache-max-len",
                     ) from full.__cause__
                 self.history = self.history[2:]
-                self.notices.append("(the context is full: the oldest turn was dropped)")
+                dropped += 1
                 self._start_conversation(self.history)
 
     def _stream_turn(self, text: str) -> Iterator[str]:
@@ -198,7 +207,7 @@ class Chat:
                         shown += 1
                         yield out
         except RuntimeError as exc:
-            if _CONTEXT_FULL in str(exc):
+            if any(marker in str(exc) for marker in _CONTEXT_FULL):
                 raise _ContextFull(started) from exc
             raise _generation_failed(exc) from exc
         rest = filt.flush()
@@ -245,7 +254,7 @@ class Chat:
 
 HIDDEN_REASONING_TOKENS = 8
 """Room for an empty reasoning block (`<think>`, `\n\n`, `</think>`, `\n\n`) beyond --max-tokens."""
-_CONTEXT_FULL = "exceeds available state entries"
+_CONTEXT_FULL = ("exceeds available state entries", "Input token ids are too long")
 
 
 class _ContextFull(Exception):
