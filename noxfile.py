@@ -29,6 +29,8 @@ def install_project(session: nox.Session, *extra: str) -> None:
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     """Convert and run the tiny model every installed family ships."""
+    session.log("Installing litert and its family plugins with the pinned toolchain (torch, TensorFlow, ...):")
+    session.log("a few minutes on a fresh machine, seconds when the environment is reused.")
     install_project(session)
     session.run("litert", "plugins", "list")
     session.run("litert", "demo", env={"LITERT_HOME": os.path.join(session.create_tmp(), "litert-home")})

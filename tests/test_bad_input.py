@@ -14,7 +14,7 @@ from conftest import FAST, run_cli
 # Stage lines (finished on the same line, or opened for the steps below them), the plan
 # line, and indented lines inside a stage (its steps, its "done").
 PROGRESS = re.compile(
-    r"^(\[\d/\d\] .* \.\.\.( done \(.*\)| failed)?|      \w+ via .*"
+    r"^(\[\d/\d\] .* \.\.\.( done \(.*\)| failed)?|      \w+ via .*|      note: .*"
     r"|      (done \(.*\)|failed)|      .* \(\d+/\d+\) \.\.\. .*)$"
 )
 

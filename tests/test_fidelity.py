@@ -282,3 +282,16 @@ def test_memory_estimate_follows_what_config_json_builds(tiny_qwen3: Path) -> No
     ckpt = load_checkpoint(tiny_qwen3)
     huge = type(ckpt)(path=ckpt.path, config={**ckpt.config, "num_hidden_layers": 100000}, source="huge")
     assert estimate_peak_bytes(huge) > 5 * estimate_peak_bytes(ckpt)  # 3.7 B parameters from 2 layers' files
+
+
+def test_repetition_penalty_is_named_not_dropped_silently(tmp_path: Path, tiny_qwen3: Path) -> None:
+    path = tmp_path / "ckpt"
+    shutil.copytree(tiny_qwen3, path)
+    gen = json.loads((path / "generation_config.json").read_text())
+    gen["repetition_penalty"] = 1.05  # as Qwen2.5 sets it
+    (path / "generation_config.json").write_text(json.dumps(gen))
+    existing = tmp_path / "existing.litertlm"
+    existing.write_bytes(b"x")  # refused right after planning: no export needed to see the note
+    result = run_cli("convert", path, *SMALLEST, "-o", existing, home=tmp_path / "home")
+    assert result.returncode == 1
+    assert "note: generation_config.json sets repetition_penalty 1.05" in result.stderr

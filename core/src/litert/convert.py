@@ -354,6 +354,12 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         f"prefill {','.join(map(str, s.prefill_lengths))} · KV cache {s.kv_cache_max_len} · "
         f"memory ~{needed / 1e9:.1f} GB" + (f" of {available / 1e9:.1f} GB available" if available else "")
     )
+    penalty = (ckpt.read_json("generation_config.json") or {}).get("repetition_penalty")
+    if isinstance(penalty, (int, float)) and penalty != 1:
+        progress.say(
+            f"      note: generation_config.json sets repetition_penalty {penalty}; the bundle's sampler has "
+            "no such setting, so it is not carried"
+        )
     name = options.name or checkpoint_lib.default_name(source, ckpt)
     output = options.output or default_output(name, from_hub)
     if output.suffix != ".litertlm":

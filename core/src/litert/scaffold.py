@@ -380,6 +380,11 @@ def create(name: str, directory: Path, architecture: str = "LlamaForCausalLM", b
             path.write_text(template.format(**fields))
         if build_tiny:
             script = tmp / f"src/litert_{name}/tiny/build_tiny.py"
+            print(
+                f"Training the tiny {architecture} checkpoint the package ships (about a minute)...",
+                file=sys.stderr,
+                flush=True,
+            )
             result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
             if result.returncode != 0:
                 tail = result.stderr.strip().splitlines()[-1:] or ["(no output)"]
