@@ -339,7 +339,8 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
 
         preflight.check_config(ckpt)
         weights.check_weights(ckpt)
-        store.load_index()  # a store that cannot be read is refused before any work
+        store.load_index()  # a store that cannot be read or written is refused before any work
+        store.check_writable()
     if ckpt.revision:
         progress.say(f"      commit {ckpt.revision} · {ckpt.path}")
     with progress.stage("Planning"):

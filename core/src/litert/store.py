@@ -44,6 +44,21 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+def check_writable() -> None:
+    """LITERT_HOME can take the store's files: refused before any work, not after the export."""
+    import tempfile
+
+    path = ensure_dir(home())
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".litert-write-check-"):
+            pass
+    except OSError as exc:
+        raise LitertError(
+            f"cannot use LITERT_HOME {path}: {exc.strerror or exc}",
+            "point LITERT_HOME at a writable directory",
+        ) from exc
+
+
 def runtime_cache_dir() -> Path:
     """Where the LiteRT-LM runtime keeps compiled artifacts (so nothing lands beside bundles)."""
     return ensure_dir(home() / "runtime-cache")
