@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from test_bad_input import _assert_clean_failure
 
 from conftest import LITERT, SMALLEST, run_cli
@@ -95,7 +96,10 @@ def test_existing_output_is_not_replaced_without_force(tmp_path: Path, qwen3_bun
     assert list(tmpdir.glob("litert-*")) == [] and sorted(p.name for p in out.iterdir()) == ["base.litertlm"]
 
 
-def test_sigterm_during_convert_cleans_up(tmp_path: Path, tiny_qwen3: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code", "word"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_signal_during_convert_cleans_up(signum: int, code: int, word: str, tmp_path: Path, tiny_qwen3: Path) -> None:
     home, tmpdir, out = tmp_path / "home", tmp_path / "tmp", tmp_path / "out"
     tmpdir.mkdir()
     out.mkdir()
@@ -116,10 +120,10 @@ def test_sigterm_during_convert_cleans_up(tmp_path: Path, tiny_qwen3: Path) -> N
         seen += line
     assert "Building the model" in seen, seen
     time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, seen + err
-    assert "terminated" in err and "Traceback" not in err
+    assert proc.returncode == code, seen + err
+    assert word in err and "Traceback" not in err
     assert list(tmpdir.glob("litert-*")) == [] and list(out.iterdir()) == []
     assert not (home / "models.json").exists() or _index(home) == {}
 
@@ -217,3 +221,20 @@ def test_version_and_think_warning(tmp_path: Path, gemma3_bundle: Path) -> None:
         "run", gemma3_bundle, "-p", "Hi", "--think", "--temperature", "0", "--max-tokens", "2", home=tmp_path
     )
     assert result.returncode == 0 and "has no reasoning mode" in result.stderr
+
+
+def test_two_converts_writing_one_output_leave_one_true_entry(tmp_path: Path, tiny_qwen3: Path) -> None:
+    home, out = tmp_path / "home", tmp_path / "same.litertlm"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda q: run_cli("convert", tiny_qwen3, *SMALLEST, "--quantize", q, "-o", out,
+                                                  home=home), ["none", "dynamic_int8"]))  # fmt: skip
+    assert all(r.returncode in (0, 1) for r in results), [r.stderr for r in results]
+    assert any(r.returncode == 0 for r in results)
+    models = _index(home)
+    entries = [e for e in models.values() if e["path"] == str(out.resolve())]
+    assert len(entries) == 1  # never two entries, nor a stale one, for one file
+    from litert.bundle import read_bundle
+
+    on_disk = read_bundle(out).summary["settings"]["quantize"]
+    assert entries[0]["quantize"] == on_disk  # the entry describes the file that is there
+    assert not list(tmp_path.glob(".*.partial"))

@@ -251,6 +251,14 @@ def answer_from_store(
     )
 
 
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def check_output_free(output: Path, name: str, source: str, force: bool) -> None:
     """Refuse to replace an existing file unless --force; re-converting the same stored model is allowed."""
     if not output.exists() or force:
@@ -367,106 +375,115 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         raise LitertError(f"output {output} does not end in .litertlm", "pass -o NAME.litertlm")
     if output.is_dir():
         raise LitertError(f"output {output} is a directory", "pass -o PATH/NAME.litertlm")
-    check_output_free(output, name, source, options.force)
-    remove_leftovers(output)
-    prov = provenance(plan)
-    key = cache_key(plan, prov, rec.version)
-    if not options.force:
-        hit = store.find(key=key, verified=options.verify)
-        if hit is not None:
-            return answer_from_store(hit, name, output, source, ckpt, plan, progress)
+    # One conversion writes a given output at a time: a second one waits for nothing and says so.
+    with store.output_lock(output):
+        check_output_free(output, name, source, options.force)
+        remove_leftovers(output)
+        prov = provenance(plan)
+        key = cache_key(plan, prov, rec.version)
+        if not options.force:
+            hit = store.find(key=key, verified=options.verify)
+            if hit is not None:
+                return answer_from_store(hit, name, output, source, ckpt, plan, progress)
 
-    workdir = Path(tempfile.mkdtemp(prefix=f"litert-convert-{os.getpid()}-"))
-    landed = wrote = False
-    try:
-        with captured_native_output(workdir / "convert.log", enabled=not options.verbose):
-            stage = "building the model"
-            try:
-                with progress.stage("Building the model"):
-                    module = plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=plan.settings)
-                stage = "exporting and quantizing"
-                title = f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures ({s.quantize})"
-                with progress.stage(title, open_line=True):
-                    from litert.lowering import lower, quantize
+        workdir = Path(tempfile.mkdtemp(prefix=f"litert-convert-{os.getpid()}-"))
+        landed = wrote = False
+        written: tuple[int, int, int] | None = None
+        try:
+            with captured_native_output(workdir / "convert.log", enabled=not options.verbose):
+                stage = "building the model"
+                try:
+                    with progress.stage("Building the model"):
+                        module = plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=plan.settings)
+                    stage = "exporting and quantizing"
+                    title = f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures ({s.quantize})"
+                    with progress.stage(title, open_line=True):
+                        from litert.lowering import lower, quantize
 
-                    n_steps = len(s.prefill_lengths) + 2 + (s.quantize != "none")
-                    with Steps(n_steps, progress.stream) as step:
-                        lowered = lower(module, plan.settings, workdir, step=step)
-                        del module  # the weights' last reference: quantizing reads the float file instead
-                        gc.collect()
-                        if s.quantize != "none":
-                            step(f"quantizing ({s.quantize})")
-                        tflite = quantize(lowered, workdir)
-                stage = "writing the bundle"
-                with progress.stage(f"Writing {output}"):
-                    from litert.bundle import BundleContents, write_bundle
+                        n_steps = len(s.prefill_lengths) + 2 + (s.quantize != "none")
+                        with Steps(n_steps, progress.stream) as step:
+                            lowered = lower(module, plan.settings, workdir, step=step)
+                            del module  # the weights' last reference: quantizing reads the float file instead
+                            gc.collect()
+                            if s.quantize != "none":
+                                step(f"quantizing ({s.quantize})")
+                            tflite = quantize(lowered, workdir)
+                    stage = "writing the bundle"
+                    with progress.stage(f"Writing {output}"):
+                        from litert.bundle import BundleContents, write_bundle
 
-                    contents = BundleContents(
-                        tflite=tflite,
-                        tokenizer=plan.tokenizer,
-                        prompt=plan.prompt,
-                        stop_token_ids=plan.stop_token_ids,
-                        start_token_id=plan.start_token_id,
-                        sampler=plan.sampler,
-                        settings=plan.settings,
-                        chat_template=plan.chat_template,
-                        summary=bundle_summary(plugins, plan, name, prov),
-                    )
-                    wrote = True  # from here on the output may be replaced: remove it unless it lands
-                    size = write_bundle(output, contents, workdir)
-            except LitertError:
-                raise
-            except KeyError as exc:
-                raise LitertError(
-                    f"{stage} failed: the checkpoint has no tensor {exc}, which the plugin's model needs",
-                    "either the checkpoint is incomplete (re-download it) or the plugin builds another variant "
-                    "of the architecture than this checkpoint's (report it to the plugin's maintainers)",
-                ) from exc
-            except Exception as exc:
-                full = _disk_full(exc)
-                if full is not None:
+                        contents = BundleContents(
+                            tflite=tflite,
+                            tokenizer=plan.tokenizer,
+                            prompt=plan.prompt,
+                            stop_token_ids=plan.stop_token_ids,
+                            start_token_id=plan.start_token_id,
+                            sampler=plan.sampler,
+                            settings=plan.settings,
+                            chat_template=plan.chat_template,
+                            summary=bundle_summary(plugins, plan, name, prov),
+                        )
+                        wrote = True  # from here on the output may be replaced: remove it unless it lands
+                        size = write_bundle(output, contents, workdir)
+                        written = _identity(output)
+                except LitertError:
+                    raise
+                except KeyError as exc:
                     raise LitertError(
-                        f"{stage} failed: no space left on the device holding {full} ({_free(full)} free)",
-                        "free some space, or point TMPDIR (the export's work files) or -o at a larger disk",
+                        f"{stage} failed: the checkpoint has no tensor {exc}, which the plugin's model needs",
+                        "either the checkpoint is incomplete (re-download it) or the plugin builds another variant "
+                        "of the architecture than this checkpoint's (report it to the plugin's maintainers)",
                     ) from exc
-                log = failure_log(workdir)
-                raise LitertError(
-                    f"{stage} failed: {type(exc).__name__}: {exc}",
-                    f"the full log is in {log}" if log else "run again with --verbose to see the converter's output",
-                ) from exc
-        report = None
-        if options.verify:
-            from litert.verify import verify
+                except Exception as exc:
+                    full = _disk_full(exc)
+                    if full is not None:
+                        raise LitertError(
+                            f"{stage} failed: no space left on the device holding {full} ({_free(full)} free)",
+                            "free some space, or point TMPDIR (the export's work files) or -o at a larger disk",
+                        ) from exc
+                    log = failure_log(workdir)
+                    raise LitertError(
+                        f"{stage} failed: {type(exc).__name__}: {exc}",
+                        f"the full log is in {log}"
+                        if log
+                        else "run again with --verbose to see the converter's output",
+                    ) from exc
+            report = None
+            if options.verify:
+                from litert.verify import verify
 
-            with (
-                progress.stage("Verifying against transformers"),
-                captured_native_output(workdir / "verify.log", enabled=not options.verbose),
-            ):
-                report = verify(ckpt.path, output, tokens=16, quick=True)
-                # The parity report travels inside the bundle: written again with it (the same
-                # model bytes; deterministic, so re-conversions stay byte-identical).
-                contents.summary["parity"] = {**report.as_json(), "bundle": None, "checkpoint": None}
-                size = write_bundle(output, contents, workdir)
-        with progress.stage(f"Storing as {name!r}"):
-            info = {
-                "source": source if from_hub else str(ckpt.path.resolve()),
-                "revision": ckpt.revision,
-                "requested_revision": options.revision,
-                "family": plan.claim.family,
-                "quantize": s.quantize,
-                "size": size,
-                "key": key,
-            }
-            if report is not None:
-                info["parity"] = {"passed": report.passed, "summary": report.summary_line()}
-            store.record(name, output, info)
-        landed = True
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if wrote and not landed:  # interrupted or failed before it was stored: nothing half-done stays
-            with contextlib.suppress(OSError):
-                output.unlink()
-    return ConversionResult(name=name, path=output, size=size, seconds=progress.elapsed, plan=plan, parity=report)
+                with (
+                    progress.stage("Verifying against transformers"),
+                    captured_native_output(workdir / "verify.log", enabled=not options.verbose),
+                ):
+                    report = verify(ckpt.path, output, tokens=16, quick=True)
+                    # The parity report travels inside the bundle: written again with it (the same
+                    # model bytes; deterministic, so re-conversions stay byte-identical).
+                    contents.summary["parity"] = {**report.as_json(), "bundle": None, "checkpoint": None}
+                    size = write_bundle(output, contents, workdir)
+                    written = _identity(output)
+            with progress.stage(f"Storing as {name!r}"):
+                info = {
+                    "source": source if from_hub else str(ckpt.path.resolve()),
+                    "revision": ckpt.revision,
+                    "requested_revision": options.revision,
+                    "family": plan.claim.family,
+                    "quantize": s.quantize,
+                    "size": size,
+                    "key": key,
+                }
+                if report is not None:
+                    info["parity"] = {"passed": report.passed, "summary": report.summary_line()}
+                store.record(name, output, info)
+            landed = True
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            if wrote and not landed and _identity(output) == written:
+                # interrupted or failed before it was stored: nothing half-done stays (and only
+                # the file this conversion wrote is removed)
+                with contextlib.suppress(OSError):
+                    output.unlink()
+        return ConversionResult(name=name, path=output, size=size, seconds=progress.elapsed, plan=plan, parity=report)
 
 
 def verify_bundle(checkpoint: Path, bundle: Path, tokens: int = 16, quick: bool = True) -> Any:

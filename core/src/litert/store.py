@@ -44,6 +44,32 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def output_lock(output: Path) -> Iterator[None]:
+    """Hold the inter-process lock of one output path while a conversion writes and stores it.
+
+    The lock file lives in LITERT_HOME/locks (named by a hash of the path), not beside the
+    user's bundle. A second conversion to the same path is refused at once, with one line.
+    """
+    import hashlib
+
+    from filelock import FileLock, Timeout
+
+    locks = ensure_dir(home() / "locks")
+    name = hashlib.sha256(str(output.resolve()).encode()).hexdigest()[:24]
+    lock = FileLock(str(locks / f"{name}.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise LitertError(
+            f"another litert is writing {output} right now", "wait for it to finish, or pass -o elsewhere"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def check_writable() -> None:
     """LITERT_HOME can take the store's files: refused before any work, not after the export."""
     import tempfile
