@@ -149,6 +149,7 @@ def test_int4_block_larger_than_the_model_dimensions(tmp_path: Path, tiny_qwen3:
         "convert", tiny_qwen3, *FAST, "--quantize", "dynamic_int4_block128", home=tmp_path / "home", cwd=tmp_path
     )
     _assert_clean_failure(result, tmp_path, "multiples of 128", "this model has 64", "dynamic_int4_block32")
+    assert "Building the model" not in result.stderr  # refused at planning, from config.json
 
 
 def test_not_enough_memory_stops_before_any_work(tmp_path: Path, tiny_qwen3: Path) -> None:

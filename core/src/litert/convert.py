@@ -98,6 +98,7 @@ def plan_conversion(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOption
         overrides["kv_cache_max_len"] = options.kv_cache_max_len
     settings = dataclasses.replace(settings, **overrides)
     settings.validate()
+    preflight.check_block_quantization(ckpt, settings.quantize)
     assets = _typed(plugins.call(plugin, "tokenizer_assets", claim=claim), TokenizerAssets, plugin, "tokenizer_assets")
     prompt = _typed(plugins.call(plugin, "prompt_format", claim=claim), PromptFormat, plugin, "prompt_format")
     sampler = _typed(plugins.call(plugin, "sampler_defaults", claim=claim), SamplerDefaults, plugin, "sampler_defaults")
