@@ -62,34 +62,44 @@ def _parse_lengths(text: str | None) -> tuple[int, ...] | None:
 
 @app.command()
 def convert(
-    source: Annotated[str, typer.Argument(help="A local checkpoint directory, or a Hub id such as Qwen/Qwen3-0.6B.")],
+    source: Annotated[
+        str, typer.Argument(help="A local checkpoint directory, or a Hub id such as Qwen/Qwen3-0.6B.", metavar="SOURCE")
+    ],
     output: Annotated[
-        Optional[Path], typer.Option("-o", "--output", help="Where to write the bundle [default: ./NAME.litertlm].")
+        Optional[Path],
+        typer.Option("-o", "--output", help="Where to write the bundle [default: ./NAME.litertlm].", metavar="PATH"),
     ] = None,
     quantize: Annotated[
         Optional[str],
         typer.Option(
-            help=f"Quantization recipe: {', '.join(QUANTIZATION_RECIPES)} [default: the family's, dynamic_int8]."
+            help=f"Quantization recipe: {', '.join(QUANTIZATION_RECIPES)} [default: the family's, dynamic_int8].",
+            metavar="RECIPE",
         ),
     ] = None,
     prefill_lengths: Annotated[
-        Optional[str], typer.Option(help="Comma-separated prefill signature lengths [default: 8,64,128,256,512,1024].")
+        Optional[str],
+        typer.Option(
+            help="Comma-separated prefill signature lengths [default: 8,64,128,256,512,1024].", metavar="N,N,..."
+        ),
     ] = None,
     kv_cache_max_len: Annotated[
-        Optional[int], typer.Option(help="KV cache length, the whole context a bundle holds [default: 1280].")
+        Optional[int],
+        typer.Option(help="KV cache length, the whole context a bundle holds [default: 1280].", metavar="N"),
     ] = None,
     family: Annotated[
-        Optional[str], typer.Option(help="Use this family's plugin when several (or none) claim the checkpoint.")
+        Optional[str],
+        typer.Option(help="Use this family's plugin when several (or none) claim the checkpoint.", metavar="FAMILY"),
     ] = None,
     name: Annotated[
-        Optional[str], typer.Option(help="Store the bundle under this name [default: from SOURCE].")
+        Optional[str], typer.Option(help="Store the bundle under this name [default: from SOURCE].", metavar="NAME")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the converter's own output.")] = False,
     verify: Annotated[
         bool, typer.Option("--verify/--no-verify", help="Measure the bundle against transformers after writing it.")
     ] = True,
     revision: Annotated[
-        Optional[str], typer.Option(help="For a Hub id: a branch, tag or commit (the commit sha is recorded).")
+        Optional[str],
+        typer.Option(help="For a Hub id: a branch, tag or commit (the commit sha is recorded).", metavar="REV"),
     ] = None,
     allow_pickle: Annotated[
         bool,
@@ -205,17 +215,27 @@ def _stream(chat: object, text: str) -> None:
 @app.command()
 def run(
     model: Annotated[
-        str, typer.Argument(help="A .litertlm bundle path, a stored name, or a Hub id (converted first if needed).")
+        str,
+        typer.Argument(
+            help="A .litertlm bundle path, a stored name, or a Hub id (converted first if needed).", metavar="MODEL"
+        ),
     ],
     prompt: Annotated[
-        Optional[str], typer.Option("--prompt", "-p", help="Answer this prompt and exit (default: read stdin).")
+        Optional[str],
+        typer.Option("--prompt", "-p", help="Answer this prompt and exit (default: read stdin).", metavar="TEXT"),
     ] = None,
-    system: Annotated[Optional[str], typer.Option(help="A system message for the conversation.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature; 0 is greedy.")] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="Sample from the K most likely tokens.")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling probability mass.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Stop an answer after this many tokens.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed for sampling.")] = None,
+    system: Annotated[
+        Optional[str], typer.Option(help="A system message for the conversation.", metavar="TEXT")
+    ] = None,
+    temperature: Annotated[
+        Optional[float], typer.Option(help="Sampling temperature; 0 is greedy.", metavar="T")
+    ] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample from the K most likely tokens.", metavar="K")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling probability mass.", metavar="P")] = None,
+    max_tokens: Annotated[
+        Optional[int], typer.Option(help="Stop an answer after this many tokens.", metavar="N")
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed for sampling.", metavar="N")] = None,
     show_reasoning: Annotated[bool, typer.Option(help="Keep empty reasoning blocks in the output.")] = False,
     think: Annotated[
         Optional[bool],
@@ -225,7 +245,7 @@ def run(
         ),
     ] = None,
     revision: Annotated[
-        Optional[str], typer.Option(help="For a Hub id: the revision the bundle must come from.")
+        Optional[str], typer.Option(help="For a Hub id: the revision the bundle must come from.", metavar="REV")
     ] = None,
     raw: Annotated[
         Optional[bool],
@@ -351,10 +371,14 @@ def _interactive(chat: Any, model: str) -> None:
 
 @app.command()
 def verify(
-    checkpoint: Annotated[str, typer.Argument(help="The original Hugging Face checkpoint directory.")],
-    bundle: Annotated[str, typer.Argument(help="A .litertlm bundle path, or a name from the model store.")],
+    checkpoint: Annotated[
+        str, typer.Argument(help="The original Hugging Face checkpoint directory.", metavar="CHECKPOINT")
+    ],
+    bundle: Annotated[
+        str, typer.Argument(help="A .litertlm bundle path, or a name from the model store.", metavar="BUNDLE")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    tokens: Annotated[int, typer.Option(help="Greedy tokens generated per prompt.")] = 32,
+    tokens: Annotated[int, typer.Option(help="Greedy tokens generated per prompt.", metavar="N")] = 32,
 ) -> None:
     """Measure a bundle against the transformers original: top-1, KL, max |Δlogit|, greedy tokens."""
     from litert import checkpoint as checkpoint_lib
@@ -390,7 +414,7 @@ def inspect(
 
 @app.command()
 def demo(
-    family: Annotated[Optional[str], typer.Option(help="Only this family's tiny model.")] = None,
+    family: Annotated[Optional[str], typer.Option(help="Only this family's tiny model.", metavar="FAMILY")] = None,
 ) -> None:
     """Convert and run the tiny model each installed family plugin ships."""
     from litert import store
@@ -538,11 +562,13 @@ def models_show(
 
 @plugins_app.command("new")
 def plugins_new(
-    name: Annotated[str, typer.Argument(help="The family name, e.g. llama (the package is litert-NAME).")],
+    name: Annotated[
+        str, typer.Argument(help="The family name, e.g. llama (the package is litert-NAME).", metavar="NAME")
+    ],
     architecture: Annotated[
-        str, typer.Option(help="The config.json architecture the plugin claims.")
+        str, typer.Option(help="The config.json architecture the plugin claims.", metavar="ARCH")
     ] = "LlamaForCausalLM",
-    directory: Annotated[Path, typer.Option("--dir", help="Where to create the package.")] = Path("."),
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create the package.", metavar="DIR")] = Path("."),
     tiny: Annotated[bool, typer.Option("--tiny/--no-tiny", help="Build a tiny checkpoint for the package.")] = True,
 ) -> None:
     """Create a new family plugin package that installs and passes the plugin kit."""
