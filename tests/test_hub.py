@@ -267,3 +267,44 @@ def test_models_list_and_rm(converted: dict, hub: FakeHub, home: Path) -> None:
     assert QWEN not in json.loads(run_cli("models", "list", "--json", home=home).stdout)
     again = run_cli("models", "rm", QWEN, home=home)
     assert again.returncode == 1 and "no stored model named" in again.stderr
+
+
+BUNDLE_REPO = "litert-community/Qwen3-tiny"
+TWO_BUNDLES = "litert-community/two-bundles"
+
+
+@pytest.fixture(scope="module")
+def bundle_repos(hub: FakeHub, qwen3_bundle: Path, gemma3_bundle: Path) -> FakeHub:
+    data = qwen3_bundle.read_bytes()
+    hub.add_repo(BUNDLE_REPO, {"Qwen3-tiny.litertlm": data, "README.md": b"# a pre-converted bundle\n"})
+    hub.add_repo(TWO_BUNDLES, {"q.litertlm": data, "g.litertlm": gemma3_bundle.read_bytes()})
+    return hub
+
+
+def test_pull_and_run_a_pre_converted_bundle(bundle_repos: FakeHub, tmp_path: Path) -> None:
+    env = hub_env(bundle_repos, tmp_path / "hf")
+    home = tmp_path / "home"
+    pulled = run_cli("pull", BUNDLE_REPO, home=home, env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert "run it with: litert run litert-community/Qwen3-tiny" in pulled.stdout
+    entry = json.loads((home / "models.json").read_text())["models"][BUNDLE_REPO]
+    assert entry["pulled"] is True and re.fullmatch(r"[0-9a-f]{40}", entry["revision"])
+    run = run_cli("run", BUNDLE_REPO, "-p", PARIS_PROMPT, "--temperature", "0", home=home, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "The capital of France is Paris."
+    # `litert run` on a repository never pulled: pulled first (no conversion), then run.
+    fresh = run_cli("run", BUNDLE_REPO, "-p", PARIS_PROMPT, "--temperature", "0", home=tmp_path / "fresh", env=env)
+    assert fresh.returncode == 0, fresh.stderr
+    assert "pulling its pre-converted bundle" in fresh.stderr and "Building the model" not in fresh.stderr
+    assert fresh.stdout.strip() == "The capital of France is Paris."
+
+
+def test_a_repository_with_several_bundles_asks_which(bundle_repos: FakeHub, tmp_path: Path) -> None:
+    env = hub_env(bundle_repos, tmp_path / "hf")
+    line = one_error_line(run_cli("pull", TWO_BUNDLES, home=tmp_path / "home", env=env))
+    assert "holds 2 bundles: g.litertlm, q.litertlm" in line and "--file" in line
+    chosen = run_cli("pull", TWO_BUNDLES, "--file", "g.litertlm", home=tmp_path / "home", env=env)
+    assert chosen.returncode == 0, chosen.stderr
+    assert f"{TWO_BUNDLES}/g" in json.loads((tmp_path / "home" / "models.json").read_text())["models"]
+    line = one_error_line(run_cli("pull", QWEN, home=tmp_path / "home", env=env))
+    assert "holds no .litertlm bundle (it holds a checkpoint)" in line and f"litert convert {QWEN}" in line

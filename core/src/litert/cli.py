@@ -247,6 +247,12 @@ def run(
     revision: Annotated[
         Optional[str], typer.Option(help="For a Hub id: the revision the bundle must come from.", metavar="REV")
     ] = None,
+    convert: Annotated[
+        bool,
+        typer.Option(
+            "--convert", help="For a Hub id whose repository holds both a bundle and a checkpoint: convert instead."
+        ),
+    ] = False,
     raw: Annotated[
         Optional[bool],
         typer.Option(
@@ -261,7 +267,7 @@ def run(
     from litert.runtime import Chat, RunOptions, quiet_runtime_env
 
     text = _read_prompt(prompt)
-    path = _model_path(model, revision)
+    path = _model_path(model, revision, convert)
     entry = store.entry_for(path)
     if entry and entry.get("parity", {}).get("passed") is False:
         print(f"warning: this bundle failed its parity check: {entry['parity'].get('summary')}", file=sys.stderr)
@@ -294,9 +300,10 @@ def run(
         _interactive(chat, model)
 
 
-def _model_path(model: str, revision: str | None) -> Path:
-    """The bundle for MODEL; a Hub id with no stored bundle is converted first."""
-    from litert import store
+def _model_path(model: str, revision: str | None, convert: bool = False) -> Path:
+    """The bundle for MODEL; a Hub id with no stored bundle is pulled (a repository holding a
+    bundle) or converted (a checkpoint, or any repository with --convert) first."""
+    from litert import hub, store
     from litert.checkpoint import is_hub_id
 
     try:
@@ -308,8 +315,62 @@ def _model_path(model: str, revision: str | None) -> Path:
     from litert.convert import ConvertOptions
     from litert.convert import convert as run_convert
 
+    if not convert and not hub.offline() and hub.bundle_files(model, revision)[0]:
+        print(f"No stored bundle for {model}; pulling its pre-converted bundle.", file=_private_stderr(), flush=True)
+        return pull_bundle(model, revision, None)
     print(f"No stored bundle for {model}; converting it first.", file=_private_stderr(), flush=True)
     return run_convert(model, ConvertOptions(revision=revision)).path
+
+
+def pull_bundle(repo_id: str, revision: str | None, file: str | None) -> Path:
+    """Download a Hub repository's bundle and store it under the repository id."""
+    from litert import hub, store
+    from litert.bundle import read_bundle
+
+    got = hub.pull(repo_id, revision, file)
+    summary = read_bundle(got.path).summary
+    name = (
+        repo_id if file is None or len(hub.bundle_files(repo_id, revision)[0]) <= 1 else f"{repo_id}/{Path(file).stem}"
+    )
+    # The runtime knows a bundle by its .litertlm name, and the cache's blob has none: the
+    # store links the blob under the model's name (a hard link: no second copy on one disk).
+    dest = store.home() / "models" / f"{name}.litertlm"
+    store.link_into_store(got.path.resolve(), dest)
+    store.record(
+        name,
+        dest,
+        {
+            "source": repo_id,
+            "revision": got.commit,
+            "requested_revision": revision,
+            "file": got.path.name,
+            "family": summary.get("family", "?"),
+            "quantize": (summary.get("settings") or {}).get("quantize", "?"),
+            "size": dest.stat().st_size,
+            "pulled": True,
+        },
+    )
+    return dest
+
+
+@app.command()
+def pull(
+    repo: Annotated[str, typer.Argument(help="A Hub repository holding a .litertlm bundle.", metavar="ORG/NAME")],
+    file: Annotated[
+        Optional[str], typer.Option(help="Which bundle, when the repository holds several.", metavar="NAME.litertlm")
+    ] = None,
+    revision: Annotated[Optional[str], typer.Option(help="A branch, tag or commit.", metavar="REV")] = None,
+) -> None:
+    """Download a pre-converted bundle from the Hugging Face Hub and store it (run it with `litert run ORG/NAME`)."""
+    from litert import store
+    from litert.console import human_size
+
+    path = pull_bundle(repo, revision, file)
+    entry = store.entry_for(path) or {}
+    print(
+        f"Pulled {repo} @ {str(entry.get('revision'))[:12]} -> {path} ({human_size(path.stat().st_size)}); "
+        f"run it with: litert run {repo}"
+    )
 
 
 CHAT_HELP = """commands:

@@ -143,3 +143,55 @@ def download(repo_id: str, revision: str | None = None, allow_pickle: bool = Fal
         raise
     except Exception as exc:
         raise _hub_error(exc, repo_id, revision) from exc
+
+
+def bundle_files(repo_id: str, revision: str | None = None) -> tuple[list[str], list[str]]:
+    """(the .litertlm files, all files) of a Hub repository at `revision`."""
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().model_info(repo_id, revision=revision)
+    except LitertError:
+        raise
+    except Exception as exc:
+        raise _hub_error(exc, repo_id, revision) from exc
+    files = [s.rfilename for s in info.siblings or []]
+    return sorted(f for f in files if f.endswith(".litertlm")), files
+
+
+def pull(repo_id: str, revision: str | None = None, file: str | None = None) -> Download:
+    """Download a pre-converted bundle from a Hub repository into the Hugging Face cache.
+
+    A repository with one bundle needs no `file`; with several, `file` chooses (the error
+    lists them). Tokens, HF_HOME, HF_ENDPOINT and offline mode work as for checkpoints; the
+    commit downloaded is returned.
+    """
+    from huggingface_hub import hf_hub_download
+
+    try:
+        if offline():
+            if file is None:
+                raise LitertError(f"offline, litert cannot list the bundles of {repo_id}", "pass --file NAME.litertlm")
+            path = Path(hf_hub_download(repo_id, file, revision=revision, local_files_only=True))
+            return Download(path=path, commit=path.parent.name)
+        bundles, files = bundle_files(repo_id, revision)
+        if not bundles:
+            has_weights = any(f.endswith(".safetensors") for f in files)
+            raise LitertError(
+                f"{repo_id} holds no .litertlm bundle" + (" (it holds a checkpoint)" if has_weights else ""),
+                f"convert it: `litert convert {repo_id}`" if has_weights else "check the repository id",
+            )
+        if file is None:
+            if len(bundles) > 1:
+                raise LitertError(
+                    f"{repo_id} holds {len(bundles)} bundles: {', '.join(bundles)}", "choose one with --file NAME"
+                )
+            file = bundles[0]
+        elif file not in bundles:
+            raise LitertError(f"{repo_id} has no bundle {file!r}; it has {', '.join(bundles)}", "pass one of them")
+        path = Path(hf_hub_download(repo_id, file, revision=revision))
+        return Download(path=path, commit=path.parent.name)
+    except LitertError:
+        raise
+    except Exception as exc:
+        raise _hub_error(exc, repo_id, revision) from exc

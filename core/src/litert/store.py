@@ -70,6 +70,19 @@ def output_lock(output: Path) -> Iterator[None]:
         lock.release()
 
 
+def link_into_store(src: Path, dest: Path) -> None:
+    """Put `src` at `dest` atomically: a hard link where both are on one disk, else a copy."""
+    ensure_dir(dest.parent)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+
+
 def check_writable() -> None:
     """LITERT_HOME can take the store's files: refused before any work, not after the export."""
     import tempfile
