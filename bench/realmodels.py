@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -47,7 +48,7 @@ def run_one(ckpt: Path, recipe: str, work: Path) -> dict:
     row["bytes"] = bundle.stat().st_size
     verify = subprocess.run(
         [LITERT, "verify", str(ckpt), str(bundle), "--json"],
-        capture_output=True, text=True, env={**__import__("os").environ, **env},
+        capture_output=True, text=True, env={**os.environ, **env},
     )  # fmt: skip
     report = json.loads(verify.stdout) if verify.stdout.strip().startswith("{") else {}
     row["parity"] = {k: report.get(k) for k in ("top1", "kl", "max_abs_logit_diff", "greedy_min", "greedy_whole")}
@@ -58,7 +59,7 @@ def run_one(ckpt: Path, recipe: str, work: Path) -> dict:
     answer = subprocess.run(
         [LITERT, "run", str(bundle), "--temperature", "0", "--max-tokens", "24"],
         input="What is the capital of France?\n", capture_output=True, text=True,
-        env={**__import__("os").environ, **env},
+        env={**os.environ, **env},
     )  # fmt: skip
     row["paris"] = answer.stdout.strip()
     return row

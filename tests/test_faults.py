@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -96,10 +97,11 @@ def _bad_template(w: World, stack: contextlib.ExitStack) -> None:
 
 
 def _int_weights(w: World, stack: contextlib.ExitStack) -> None:
+    import torch
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(w.ckpt / "model.safetensors"))
-    state["model.norm.weight"] = state["model.norm.weight"].to(__import__("torch").int32)
+    state["model.norm.weight"] = state["model.norm.weight"].to(torch.int32)
     save_file(state, str(w.ckpt / "model.safetensors"), metadata={"format": "pt"})
 
 
@@ -192,7 +194,7 @@ def test_fault(case: Case, tmp_path: Path, tiny_qwen3: Path, qwen3_bundle: Path)
         lines = [line for line in result.stderr.splitlines() if line.strip() and not PROGRESS.match(line)]
         assert result.returncode == case.code, result.stderr
         assert len(lines) == 1 and lines[0].startswith("error: ") and " — " in lines[0], result.stderr
-        assert __import__("re").search(case.pattern, lines[0]), lines[0]
+        assert re.search(case.pattern, lines[0]), lines[0]
         assert "bug in litert" not in lines[0] and "Traceback" not in result.stderr
         # 2. nothing left behind: no temp directories, no partial or new bundles
         tmpdir = Path(w.env["TMPDIR"])

@@ -144,8 +144,7 @@ def reproducible_system_metadata(contents: BundleContents, meta_path: Path) -> I
     digest = hashlib.sha256()
     for part in (contents.tflite, contents.tokenizer.path, meta_path):
         with open(part, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+            digest.update(hashlib.file_digest(f, "sha256").digest())
     digest.update(json.dumps(contents.summary, sort_keys=True).encode())
     bundle_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "litert:" + digest.hexdigest()))
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)

@@ -315,23 +315,26 @@ def _model_path(model: str, revision: str | None, convert: bool = False) -> Path
     from litert.convert import ConvertOptions
     from litert.convert import convert as run_convert
 
-    if not convert and not hub.offline() and hub.bundle_files(model, revision)[0]:
-        print(f"No stored bundle for {model}; pulling its pre-converted bundle.", file=_private_stderr(), flush=True)
-        return pull_bundle(model, revision, None)
+    if not convert and not hub.offline():
+        bundles, files = hub.bundle_files(model, revision)
+        if bundles:
+            print(
+                f"No stored bundle for {model}; pulling its pre-converted bundle.", file=_private_stderr(), flush=True
+            )
+            return pull_bundle(model, revision, None, files)
     print(f"No stored bundle for {model}; converting it first.", file=_private_stderr(), flush=True)
     return run_convert(model, ConvertOptions(revision=revision)).path
 
 
-def pull_bundle(repo_id: str, revision: str | None, file: str | None) -> Path:
+def pull_bundle(repo_id: str, revision: str | None, file: str | None, listing: list[str] | None = None) -> Path:
     """Download a Hub repository's bundle and store it under the repository id."""
     from litert import hub, store
     from litert.bundle import read_bundle
 
-    got = hub.pull(repo_id, revision, file)
+    got = hub.pull(repo_id, revision, file, listing)
     summary = read_bundle(got.path).summary
-    name = (
-        repo_id if file is None or len(hub.bundle_files(repo_id, revision)[0]) <= 1 else f"{repo_id}/{Path(file).stem}"
-    )
+    # One bundle in the repository: stored as the repository; one of several: as repo/stem.
+    name = repo_id if file is None or len(got.bundles) == 1 else f"{repo_id}/{Path(file).stem}"
     # The runtime knows a bundle by its .litertlm name, and the cache's blob has none: the
     # store links the blob under the model's name (a hard link: no second copy on one disk).
     dest = store.home() / "models" / f"{name}.litertlm"

@@ -118,17 +118,21 @@ class Progress:
         print(f"[{self.index}/{self.total}] {title} ...", end=end, file=self.stream, flush=True)
         _LINE_OPEN = not open_line and self.stream is _private_stderr()
         install_signal_handlers()
+
+        def close(word: str) -> None:
+            global _LINE_OPEN
+            # A warning broke the stage line: the closing word goes on a line of its own.
+            indent = lead if _LINE_OPEN or open_line else "      "
+            _LINE_OPEN = False
+            print(f"{indent}{word}", file=self.stream, flush=True)
+
         try:
             yield
             check_interrupted()
         except BaseException:
-            lead = lead if _LINE_OPEN or open_line else "      "
-            _LINE_OPEN = False
-            print(f"{lead}failed", file=self.stream, flush=True)
+            close("failed")
             raise
-        lead = lead if _LINE_OPEN or open_line else "      "
-        _LINE_OPEN = False
-        print(f"{lead}done ({human_time(time.monotonic() - t0)})", file=self.stream, flush=True)
+        close(f"done ({human_time(time.monotonic() - t0)})")
 
     @property
     def elapsed(self) -> float:

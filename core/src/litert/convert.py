@@ -103,9 +103,6 @@ def plan_conversion(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOption
     prompt = _typed(plugins.call(plugin, "prompt_format", claim=claim), PromptFormat, plugin, "prompt_format")
     sampler = _typed(plugins.call(plugin, "sampler_defaults", claim=claim), SamplerDefaults, plugin, "sampler_defaults")
     sampler.validate()
-    if assets.kind == "sentencepiece":
-        tokenizer.check_assets(assets)
-        preflight.check_sentencepiece(assets)
     if prompt.chat_template:
         preflight.check_template(prompt.chat_template, hf.special_tokens(ckpt))
     stop_ids = tokenizer.token_ids(assets, prompt.stop_tokens)
@@ -171,11 +168,8 @@ VERSIONED = (
 def _sha256(path: Path) -> str:
     import hashlib
 
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def provenance(plan: ConversionPlan) -> dict[str, Any]:
@@ -264,13 +258,14 @@ def check_output_free(output: Path, name: str, source: str, force: bool) -> None
     """Refuse to replace an existing file unless --force; re-converting the same stored model is allowed."""
     if not output.exists() or force:
         return
-    entry = store.entry_for(output)
-    names = store.names_for(output)
-    if names == [name] and entry is not None and entry.get("source") in (source, str(Path(source).resolve())):
+    target = str(output.resolve())
+    stored = {n: e for n, e in store.load_index().items() if e.get("path") == target}
+    names = sorted(stored)
+    if names == [name] and stored[name].get("source") in (source, str(Path(source).resolve())):
         return  # the same model converted again: its one entry is replaced with the file
-    stored = f", stored as {', '.join(repr(n) for n in names)}" if names else ""
+    as_names = f", stored as {', '.join(repr(n) for n in names)}" if names else ""
     raise LitertError(
-        f"{output} already exists{stored}",
+        f"{output} already exists{as_names}",
         "pass --force to replace it (its store entry goes with it), or -o to write elsewhere",
     )
 
@@ -388,8 +383,9 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                 return answer_from_store(hit, name, output, source, ckpt, plan, progress)
 
         workdir = Path(tempfile.mkdtemp(prefix=f"litert-convert-{os.getpid()}-"))
-        landed = wrote = False
+        landed = False
         written: tuple[int, int, int] | None = None
+        """The output this conversion wrote (inode, mtime, size): removed unless it lands."""
         try:
             with captured_native_output(workdir / "convert.log", enabled=not options.verbose):
                 stage = "building the model"
@@ -424,7 +420,6 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                             chat_template=plan.chat_template,
                             summary=bundle_summary(plugins, plan, name, prov),
                         )
-                        wrote = True  # from here on the output may be replaced: remove it unless it lands
                         size = write_bundle(output, contents, workdir)
                         written = _identity(output)
                 except LitertError:
@@ -479,7 +474,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
             landed = True
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-            if wrote and not landed and _identity(output) == written:
+            if written is not None and not landed and _identity(output) == written:
                 # interrupted or failed before it was stored: nothing half-done stays (and only
                 # the file this conversion wrote is removed)
                 with contextlib.suppress(OSError):

@@ -40,6 +40,8 @@ class Download:
     """The snapshot directory in the Hugging Face cache."""
     commit: str
     """The commit sha that was downloaded."""
+    bundles: tuple[str, ...] = ()
+    """For a pulled bundle: every bundle the repository holds (empty when not listed, offline)."""
 
 
 def _safe_name(name: str) -> bool:
@@ -159,12 +161,15 @@ def bundle_files(repo_id: str, revision: str | None = None) -> tuple[list[str], 
     return sorted(f for f in files if f.endswith(".litertlm")), files
 
 
-def pull(repo_id: str, revision: str | None = None, file: str | None = None) -> Download:
+def pull(
+    repo_id: str, revision: str | None = None, file: str | None = None, listing: list[str] | None = None
+) -> Download:
     """Download a pre-converted bundle from a Hub repository into the Hugging Face cache.
 
     A repository with one bundle needs no `file`; with several, `file` chooses (the error
     lists them). Tokens, HF_HOME, HF_ENDPOINT and offline mode work as for checkpoints; the
-    commit downloaded is returned.
+    commit downloaded is returned. `listing`: the repository's files, when the caller has
+    them already (so the repository is asked once).
     """
     from huggingface_hub import hf_hub_download
 
@@ -174,7 +179,11 @@ def pull(repo_id: str, revision: str | None = None, file: str | None = None) -> 
                 raise LitertError(f"offline, litert cannot list the bundles of {repo_id}", "pass --file NAME.litertlm")
             path = Path(hf_hub_download(repo_id, file, revision=revision, local_files_only=True))
             return Download(path=path, commit=path.parent.name)
-        bundles, files = bundle_files(repo_id, revision)
+        if listing is None:
+            bundles, files = bundle_files(repo_id, revision)
+        else:
+            files = listing
+            bundles = sorted(f for f in files if f.endswith(".litertlm"))
         if not bundles:
             has_weights = any(f.endswith(".safetensors") for f in files)
             raise LitertError(
@@ -190,7 +199,7 @@ def pull(repo_id: str, revision: str | None = None, file: str | None = None) -> 
         elif file not in bundles:
             raise LitertError(f"{repo_id} has no bundle {file!r}; it has {', '.join(bundles)}", "pass one of them")
         path = Path(hf_hub_download(repo_id, file, revision=revision))
-        return Download(path=path, commit=path.parent.name)
+        return Download(path=path, commit=path.parent.name, bundles=tuple(bundles))
     except LitertError:
         raise
     except Exception as exc:

@@ -2,19 +2,20 @@
 
 A checkpoint that cannot become a working bundle must be refused before minutes of
 export, with one line saying why: config values the model cannot be built from, weights
-that are not floating point, a tokenizer the runtime's library would not load, a chat
-template that does not render (or renders for ever).
+that are not floating point, a chat template that does not render (or renders for ever).
+The tokenizer is checked where it is loaded once (`litert.tokenizer.token_ids`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 from litert.errors import LitertError
-from litert.types import Checkpoint, TokenizerAssets
+from litert.types import Checkpoint
 
 # config.json fields that, where present, must be positive integers.
 _POSITIVE_INTS = (
@@ -92,24 +93,6 @@ def check_shapes_against_config(checkpoint: Checkpoint, shapes: Mapping[str, lis
         raise LitertError(f"{where}: config.json says {n} layers but the weights hold {have}", hint)
 
 
-def check_sentencepiece(assets: TokenizerAssets) -> None:
-    """A SentencePiece model the LiteRT-LM runtime loads: it needs an `<unk>` piece of type UNKNOWN."""
-    import sentencepiece
-
-    sp = sentencepiece.SentencePieceProcessor()
-    try:
-        sp.Load(str(assets.path))
-    except Exception as exc:
-        raise LitertError(f"cannot read {assets.path.name}: {exc}", "re-download the tokenizer") from exc
-    unk = sp.unk_id()
-    if unk < 0 or unk >= sp.get_piece_size() or not sp.IsUnknown(unk):
-        raise LitertError(
-            f"{assets.path.name} defines no unknown piece (a piece of type UNKNOWN, usually <unk>), "
-            "which the LiteRT-LM runtime requires",
-            "use the model's original tokenizer.model",
-        )
-
-
 class _StepLimit:
     """Counts lines run in compiled template code; stops a rendering that runs for ever."""
 
@@ -150,7 +133,7 @@ def render_template(template: str, messages: list[dict[str, Any]], **context: An
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: "26 Nov 2026"
-    env.filters["tojson"] = lambda value, **kw: __import__("json").dumps(value, ensure_ascii=False, **kw)
+    env.filters["tojson"] = lambda value, **kw: json.dumps(value, ensure_ascii=False, **kw)
     limit = _StepLimit(TEMPLATE_STEP_LIMIT)
     try:
         compiled = env.from_string(template)

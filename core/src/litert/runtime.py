@@ -223,21 +223,10 @@ class Chat:
             self._start_conversation()
 
     def _send_raw(self, text: str) -> Iterator[str]:
-        """Continue `text` as it is (a fresh session per prompt: a base model has no turns)."""
-        session = self._engine.create_session(apply_prompt_template=False, sampler_config=self._sampler_config)
-        cap = self.sampler.max_tokens
         try:
-            session.run_prefill([text])
-            for n, responses in enumerate(session.run_decode_async(), start=1):
-                piece = "".join(responses.texts)
-                if piece:
-                    yield piece
-                if cap is not None and n >= cap:
-                    break
+            yield from continue_raw(self._engine, self._sampler_config, text, self.sampler.max_tokens)
         except RuntimeError as exc:
             raise _generation_failed(exc) from exc
-        finally:
-            session.close()
 
     def close(self) -> None:
         for obj in (self._conversation, self._engine):
@@ -268,6 +257,24 @@ def _generation_failed(exc: Exception) -> LitertError:
         f"generation failed: {exc}",
         "the prompt may be longer than the bundle's context; shorten it or reconvert with a larger --kv-cache-max-len",
     )
+
+
+def continue_raw(engine: Any, sampler_config: Any, text: str, cap: int | None) -> Iterator[str]:
+    """Continue `text` as it is, without turn markers (a base model), at most `cap` tokens.
+
+    A fresh session per prompt: a base model has no turns to keep.
+    """
+    session = engine.create_session(apply_prompt_template=False, sampler_config=sampler_config)
+    try:
+        session.run_prefill([text])
+        for n, responses in enumerate(session.run_decode_async(), start=1):
+            piece = "".join(responses.texts)
+            if piece:
+                yield piece
+            if cap is not None and n >= cap:
+                break
+    finally:
+        session.close()
 
 
 def has_chat_template(bundle: BundleInfo) -> bool:

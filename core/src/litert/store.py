@@ -215,12 +215,6 @@ def find(key: str, verified: bool) -> dict[str, Any] | None:
     return None
 
 
-def names_for(bundle: Path) -> list[str]:
-    """The stored names pointing at `bundle`."""
-    target = str(bundle.resolve())
-    return sorted(n for n, e in load_index().items() if e.get("path") == target)
-
-
 def forget(bundle: Path) -> None:
     """Drop every entry pointing at `bundle` (a conversion that did not land)."""
     target = str(bundle.resolve())

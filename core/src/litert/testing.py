@@ -127,22 +127,14 @@ class PluginConformance:
         ]
         for owner, path in others:
             ckpt = load_checkpoint(path)
-            mine = [c for c in self._claims_of(self.plugin, ckpt) if c is not None]
-            theirs = [c for c in self._claims_of(owner, ckpt) if c is not None]
+            mine = [c for c in plugins.call(self.plugin, "resolve_checkpoint", checkpoint=ckpt) if c is not None]
+            theirs = [c for c in plugins.call(owner, "resolve_checkpoint", checkpoint=ckpt) if c is not None]
             for claim in mine:
                 assert theirs and claim.priority < max(c.priority for c in theirs), (
                     f"{self.plugin} claims {path}, the {owner} family's checkpoint, with priority {claim.priority}: "
                     "narrow resolve_checkpoint (e.g. on the tokenizer's special tokens), or claim with a lower "
                     "priority than the family it builds on"
                 )
-
-    @staticmethod
-    def _claims_of(plugin: str, ckpt: Any) -> list[Any]:
-        plugins = _plugins()
-        caller = plugins.pm.subset_hook_caller(
-            "resolve_checkpoint", remove_plugins=[p for n, p in plugins.pm.list_name_plugin() if n != plugin]
-        )
-        return list(caller(checkpoint=ckpt))
 
     # -- hooks ---------------------------------------------------------------------------
 

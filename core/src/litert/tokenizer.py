@@ -44,6 +44,15 @@ def token_ids(assets: TokenizerAssets, tokens: tuple[str, ...]) -> list[int]:
         except Exception as exc:
             raise LitertError(f"cannot read {assets.path.name}: {exc}", "re-download the tokenizer") from exc
 
+        unk = sp.unk_id()
+        if unk < 0 or unk >= sp.get_piece_size() or not sp.IsUnknown(unk):
+            # The LiteRT-LM runtime refuses such a model ("unk is not defined"), after the export.
+            raise LitertError(
+                f"{assets.path.name} defines no unknown piece (a piece of type UNKNOWN, usually <unk>), "
+                "which the LiteRT-LM runtime requires",
+                "use the model's original tokenizer.model",
+            )
+
         def lookup(t: str) -> int | None:
             i = sp.piece_to_id(t)
             return None if i == sp.unk_id() and t != sp.id_to_piece(sp.unk_id()) else i

@@ -255,21 +255,11 @@ def _reference_greedy(model: Any, ids: list[int], tokens: int) -> tuple[list[int
 def _runtime_answer(engine: Any, messages: list[dict[str, str]] | str, tokens: int) -> str:
     import litert_lm
 
+    from litert.runtime import continue_raw
+
+    greedy = litert_lm.SamplerConfig(top_k=1, temperature=1.0, top_p=1.0, seed=0)
     if isinstance(messages, str):  # a base model: the text as it is, no turn markers
-        session = engine.create_session(
-            apply_prompt_template=False,
-            sampler_config=litert_lm.SamplerConfig(top_k=1, temperature=1.0, top_p=1.0, seed=0),
-        )
-        try:
-            session.run_prefill([messages])
-            pieces = []
-            for n, responses in enumerate(session.run_decode_async(), start=1):
-                pieces.append("".join(responses.texts))
-                if n >= tokens:
-                    break
-            return "".join(pieces)
-        finally:
-            session.close()
+        return "".join(continue_raw(engine, greedy, messages, tokens))
 
     *history, last = messages
     system = None
@@ -278,7 +268,7 @@ def _runtime_answer(engine: Any, messages: list[dict[str, str]] | str, tokens: i
     conversation = engine.create_conversation(
         messages=history or None,
         system_message=system,
-        sampler_config=litert_lm.SamplerConfig(top_k=1, temperature=1.0, top_p=1.0, seed=0),
+        sampler_config=greedy,
         max_output_tokens=tokens,
     )
     try:
