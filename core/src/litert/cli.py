@@ -376,6 +376,31 @@ def pull(
     )
 
 
+@app.command()
+def serve(
+    models: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Stored names or .litertlm paths to serve (default: every stored model).", metavar="MODEL"),
+    ] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on. The default answers this machine only; anything else (e.g. 0.0.0.0) "
+            "lets other machines use the server, which has no authentication.",
+            metavar="ADDRESS",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.", metavar="PORT")] = 8000,
+) -> None:
+    """Serve models over the OpenAI chat API (/v1/models, /v1/chat/completions, streamed or not) until Ctrl-C."""
+    from litert import serve as serving
+    from litert.runtime import quiet_runtime_env
+
+    served = serving.resolve_models(models or [])
+    quiet_runtime_env()
+    serving.serve(served, host, port)
+
+
 CHAT_HELP = """commands:
   /help          this list
   /reset         forget the conversation so far

@@ -34,6 +34,19 @@ class RunOptions:
     exactly when the bundle carries no chat template."""
 
 
+def sampler_config(sampler: SamplerDefaults, seed: int | None) -> Any:
+    """The runtime's SamplerConfig for `sampler`; temperature 0 (or top_k 1) is greedy."""
+    import litert_lm
+
+    greedy = sampler.temperature == 0 or sampler.top_k == 1
+    return litert_lm.SamplerConfig(
+        top_k=1 if greedy else sampler.top_k,
+        top_p=sampler.top_p,
+        temperature=1.0 if greedy else sampler.temperature,
+        seed=seed if seed is not None else 0,
+    )
+
+
 def effective_sampler(bundle: BundleInfo, options: RunOptions) -> SamplerDefaults:
     """The bundle's sampler parameters with the user's overrides applied."""
     base = bundle.sampler
@@ -115,16 +128,8 @@ class Chat:
         import litert_lm
 
         litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
-        s = self.sampler
-        greedy = s.temperature == 0 or s.top_k == 1
-        sampler = litert_lm.SamplerConfig(
-            top_k=1 if greedy else s.top_k,
-            top_p=s.top_p,
-            temperature=1.0 if greedy else s.temperature,
-            seed=self.options.seed if self.options.seed is not None else 0,
-        )
         self._engine = open_engine(self.bundle.path, int(self.bundle.llm.max_num_tokens) or None)
-        self._sampler_config = sampler
+        self._sampler_config = sampler_config(self.sampler, self.options.seed)
         if self.raw:
             return
         self._start_conversation()
@@ -207,7 +212,7 @@ class Chat:
                         shown += 1
                         yield out
         except RuntimeError as exc:
-            if any(marker in str(exc) for marker in _CONTEXT_FULL):
+            if any(marker in str(exc) for marker in CONTEXT_FULL_MARKERS):
                 raise _ContextFull(started) from exc
             raise _generation_failed(exc) from exc
         rest = filt.flush()
@@ -243,7 +248,7 @@ class Chat:
 
 HIDDEN_REASONING_TOKENS = 8
 """Room for an empty reasoning block (`<think>`, `\n\n`, `</think>`, `\n\n`) beyond --max-tokens."""
-_CONTEXT_FULL = ("exceeds available state entries", "Input token ids are too long")
+CONTEXT_FULL_MARKERS = ("exceeds available state entries", "Input token ids are too long")
 
 
 class _ContextFull(Exception):

@@ -1,0 +1,641 @@
+"""`litert serve`: the OpenAI chat-completions API over stored bundles.
+
+The HTTP side is a Starlette application run by uvicorn — a standard ASGI stack, so
+routing, HTTP parsing, server-sent events and graceful shutdown are theirs, not ours.
+The official runtime ships a server too (`litert-lm serve`), but it is an
+`http.server` handler bound to that CLI's own model registry and import step; reusing
+it would mean serving a second store. Here the models are litert's own store (or the
+bundles named on the command line).
+
+Each model gets one LiteRT-LM engine, opened on its first request and kept until the
+server stops. One answer per model is generated at a time: a request waits for the
+model's lock (its turn) in a worker thread, so the event loop keeps serving others.
+Every request starts a fresh runtime conversation holding the request's history, so
+requests never see each other's turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from litert.errors import LitertError
+from litert.runtime import (
+    CONTEXT_FULL_MARKERS,
+    HIDDEN_REASONING_TOKENS,
+    ReasoningFilter,
+    RunOptions,
+    effective_sampler,
+    has_chat_template,
+    open_engine,
+    sampler_config,
+)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class ServeError(Exception):
+    """A request the server refuses, answered in OpenAI's error shape with `status`."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        param: str | None = None,
+        kind: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.param, self.kind = status, message, code, param, kind
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+# --- the request -----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ChatRequest:
+    """A chat-completions request, checked: what a worker needs to answer it."""
+
+    model: str
+    history: list[dict[str, str]]
+    """The turns before the last user message (user and assistant), in order."""
+    message: str
+    """The last user message: what the model answers."""
+    system: str | None
+    options: RunOptions
+    stop: list[str]
+    stream: bool
+    include_usage: bool
+
+
+_ROLES = ("system", "developer", "user", "assistant")
+_KNOWN_FIELDS = {
+    "model", "messages", "temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "seed", "stop",
+    "stream", "stream_options", "n", "user", "chat_template_kwargs", "frequency_penalty", "presence_penalty",
+    "logit_bias", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls",
+    "metadata", "store", "service_tier", "reasoning_effort",
+}  # fmt: skip
+
+
+def _text(content: Any, where: str) -> str:
+    """A message's content as text: a string, or a list of text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise ServeError(400, f"{where}: only text content parts are supported", param="messages")
+            parts.append(part["text"])
+        return "".join(parts)
+    raise ServeError(400, f"{where}: content must be a string or a list of text parts", param="messages")
+
+
+def _number(body: dict[str, Any], name: str, kind: type) -> Any:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+        raise ServeError(400, f"{name} must be {'a number' if kind is float else 'an integer'}", param=name)
+    return value
+
+
+def parse_request(body: Any) -> ChatRequest:
+    """Check a chat-completions body and turn it into a ChatRequest (400 on anything off)."""
+    if not isinstance(body, dict):
+        raise ServeError(400, "the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ServeError(400, "model is required", param="model")
+    if body.get("n", 1) != 1:
+        raise ServeError(400, "only n=1 is supported", param="n")
+    if body.get("tools"):
+        raise ServeError(400, "tools are not supported by litert serve", param="tools")
+    for name in ("logprobs", "top_logprobs"):
+        if body.get(name):
+            raise ServeError(400, f"{name} is not supported by litert serve", param=name)
+    fmt = body.get("response_format")
+    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "text"):
+        raise ServeError(400, "only response_format type 'text' is supported", param="response_format")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ServeError(400, "messages must be a non-empty list", param="messages")
+    system: list[str] = []
+    turns: list[dict[str, str]] = []
+    for i, msg in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
+            raise ServeError(400, f"{where}: role must be one of {', '.join(_ROLES)}", param="messages")
+        text = _text(msg.get("content"), where)
+        if msg["role"] in ("system", "developer"):
+            system.append(text)
+        else:
+            turns.append({"role": msg["role"], "content": text})
+    if not turns or turns[-1]["role"] != "user":
+        raise ServeError(400, "the last message (after system messages) must come from the user", param="messages")
+    stop = body.get("stop")
+    stops = [stop] if isinstance(stop, str) else stop if stop is not None else []
+    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > 4:
+        raise ServeError(400, "stop must be a string or a list of up to 4 non-empty strings", param="stop")
+    max_tokens = _number(body, "max_completion_tokens", int) or _number(body, "max_tokens", int)
+    kwargs = body.get("chat_template_kwargs") or {}
+    thinking = kwargs.get("enable_thinking") if isinstance(kwargs, dict) else None
+    if thinking is None and body.get("reasoning_effort") == "none":
+        thinking = False
+    stream_options = body.get("stream_options") or {}
+    return ChatRequest(
+        model=model,
+        history=turns[:-1],
+        message=turns[-1]["content"],
+        system="\n\n".join(system) if system else None,
+        options=RunOptions(
+            temperature=_number(body, "temperature", float),
+            top_p=_number(body, "top_p", float),
+            top_k=_number(body, "top_k", int),
+            max_tokens=max_tokens,
+            seed=_number(body, "seed", int),
+            thinking=thinking if isinstance(thinking, bool) else None,
+        ),
+        stop=stops,
+        stream=bool(body.get("stream")),
+        include_usage=isinstance(stream_options, dict) and bool(stream_options.get("include_usage")),
+    )
+
+
+# --- the models ------------------------------------------------------------------------
+
+
+class Model:
+    """One served bundle: its engine, opened on first use and kept, and its turn lock."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        from litert.bundle import read_bundle
+
+        self.name, self.path = name, path
+        self.bundle = read_bundle(path)
+        self.lock = threading.Lock()
+        """Held for a whole generation: requests to this model take turns."""
+        self.engine: Any = None
+        self.created = int(path.stat().st_mtime)
+
+    def ensure_engine(self) -> Any:
+        """The engine, opened now if this is the model's first request (the caller holds the lock)."""
+        if self.engine is None:
+            import litert_lm
+
+            litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+            self.engine = open_engine(self.path, int(self.bundle.llm.max_num_tokens) or None)
+        return self.engine
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Close the engine once the generation in progress (if any) has stopped."""
+        if self.lock.acquire(timeout=timeout):
+            try:
+                if self.engine is not None:
+                    self.engine.close()
+                    self.engine = None
+            finally:
+                self.lock.release()
+
+
+class Models:
+    """The served models: those named on the command line, or else the whole store (read at each request,
+    so models converted while the server runs are served too)."""
+
+    def __init__(self, given: dict[str, Path] | None = None) -> None:
+        self.given = given
+        self._loaded: dict[str, Model] = {}
+        self._guard = threading.Lock()
+
+    def available(self) -> dict[str, Path]:
+        if self.given is not None:
+            return dict(self.given)
+        from litert import store
+
+        return {n: Path(e["path"]) for n, e in sorted(store.load_index().items()) if Path(e["path"]).is_file()}
+
+    def get(self, name: str) -> Model:
+        try:
+            paths = self.available()
+        except LitertError as exc:
+            raise ServeError(500, str(exc), kind="server_error") from exc
+        path = paths.get(name)
+        if path is None:
+            raise ServeError(
+                404,
+                f"The model '{name}' does not exist"
+                + (f"; served models: {', '.join(paths)}" if paths else "; no models are served"),
+                code="model_not_found",
+                param="model",
+            )
+        with self._guard:
+            model = self._loaded.get(name)
+            if model is None or model.path != path:
+                try:
+                    model = Model(name, path)
+                except LitertError as exc:
+                    raise ServeError(
+                        500, f"cannot read {name}: {exc}", code="model_load_failed", kind="server_error"
+                    ) from exc
+                self._loaded[name] = model
+            return model
+
+    def close(self) -> None:
+        for model in list(self._loaded.values()):
+            model.close()
+
+
+# --- generating ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Piece:
+    text: str
+
+
+@dataclasses.dataclass
+class Finished:
+    reason: str
+    """"stop" (an end-of-turn token or a stop string) or "length" (max_tokens or a full context)."""
+    usage: dict[str, int]
+
+
+class StopScanner:
+    """Cuts a stream at the first stop string, holding back text that may be the start of one."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = stops
+        self.held = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        if not self.stops:
+            return text
+        self.held += text
+        hits = [i for i in (self.held.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self.held, self.stopped = self.held[: min(hits)], "", True
+            return out
+        keep = max((k for s in self.stops for k in range(1, len(s)) if self.held.endswith(s[:k])), default=0)
+        out, self.held = self.held[: len(self.held) - keep], self.held[len(self.held) - keep :]
+        return out
+
+    def flush(self) -> str:
+        out, self.held = self.held, ""
+        return out
+
+
+def generate(model: Model, req: ChatRequest, cancel: threading.Event) -> Iterator[Piece | Finished]:
+    """Answer `req` on `model` (in a worker thread): text pieces as they come, then Finished."""
+    if not has_chat_template(model.bundle):
+        raise ServeError(
+            400,
+            f"{model.name} has no chat template (a base model); chat completions need one",
+            code="unsupported_model",
+            param="model",
+        )
+    try:
+        sampler = effective_sampler(model.bundle, req.options)
+    except LitertError as exc:
+        raise ServeError(400, exc.message) from exc
+    tags = model.bundle.summary.get("reasoning_tags")
+    hidden = (tags[0], tags[1]) if tags else None
+    cap = sampler.max_tokens
+    with model.lock:
+        if cancel.is_set():
+            return
+        try:
+            engine = model.ensure_engine()
+        except LitertError as exc:
+            raise ServeError(500, str(exc), code="model_load_failed", kind="server_error") from exc
+        try:
+            conversation = engine.create_conversation(
+                messages=req.history or None,
+                sampler_config=sampler_config(sampler, req.options.seed),
+                system_message=req.system,
+                max_output_tokens=None if cap is None else cap + (HIDDEN_REASONING_TOKENS if hidden else 0),
+                extra_context=None if req.options.thinking is None else {"enable_thinking": req.options.thinking},
+            )
+        except Exception as exc:
+            raise ServeError(500, f"cannot start a conversation: {exc}", kind="server_error") from exc
+        try:
+            yield from _answer(
+                engine, conversation, req, ReasoningFilter(hidden), cap, cancel, int(model.bundle.llm.max_num_tokens)
+            )
+        finally:
+            conversation.close()
+
+
+def _answer(
+    engine: Any,
+    conversation: Any,
+    req: ChatRequest,
+    filt: ReasoningFilter,
+    cap: int | None,
+    cancel: threading.Event,
+    context: int,
+) -> Iterator[Piece | Finished]:
+    scan = StopScanner(req.stop)
+    decoded = shown = 0
+    reason = "stop"
+    prompt = _prompt_tokens(engine, conversation, req.message)
+    stream = conversation.send_message_async(req.message)
+    try:
+        for message in stream:
+            if cancel.is_set() or scan.stopped or (cap is not None and shown >= cap):
+                conversation.cancel_process()  # the runtime ends the stream; drain it
+                continue
+            for item in message.contents:
+                piece = getattr(item, "text", None)
+                if not piece:
+                    continue
+                decoded += 1
+                out = filt.feed(piece)
+                if not out:
+                    continue
+                shown += 1
+                text = scan.feed(out)
+                if text:
+                    yield Piece(text)
+    except RuntimeError as exc:
+        if any(marker in str(exc) for marker in CONTEXT_FULL_MARKERS):
+            if decoded == 0:
+                raise ServeError(
+                    400,
+                    f"The messages do not fit this model's context of {context} tokens;"
+                    " send fewer or shorter messages (or reconvert with a larger --kv-cache-max-len)",
+                    code="context_length_exceeded",
+                    param="messages",
+                ) from exc
+            reason = "length"
+        else:
+            raise ServeError(500, f"generation failed: {exc}", kind="server_error") from exc
+    if not scan.stopped:
+        rest = scan.feed(filt.flush()) + ("" if scan.stopped else scan.flush())
+        if rest:
+            yield Piece(rest)
+    if cap is not None and shown >= cap and not scan.stopped:
+        reason = "length"
+    # The runtime's count includes tokens it decoded but never sent as text (the end-of-turn
+    # token; a few more after a cancel), which OpenAI counts as completion tokens too.
+    completion = max(_token_count(conversation) - prompt, decoded)
+    yield Finished(
+        reason, {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    )
+
+
+def _prompt_tokens(engine: Any, conversation: Any, message: str) -> int:
+    """The prompt's length in tokens: the conversation so far plus `message`, rendered by the template."""
+    try:
+        return len(engine.tokenize(conversation.render_message_to_string({"role": "user", "content": message})))
+    except RuntimeError:
+        return 0
+
+
+def _token_count(conversation: Any) -> int:
+    try:
+        return int(conversation.token_count)
+    except RuntimeError:
+        return 0
+
+
+# --- the HTTP application --------------------------------------------------------------
+
+
+_DONE = object()
+
+
+async def events(models: Models, req: ChatRequest) -> AsyncIterator[Piece | Finished]:
+    """`generate` run in a worker thread, its events handed to the event loop as they come.
+
+    Leaving the iteration early (a client that hung up) tells the worker to stop.
+    """
+    model = models.get(req.model)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def put(item: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (the server stopped)
+            cancel.set()
+
+    def work() -> None:
+        try:
+            for event in generate(model, req, cancel):
+                put(event)
+        except ServeError as exc:
+            put(exc)
+        except Exception as exc:  # noqa: BLE001 — a bug: one line in the server's log, a 500 in OpenAI's shape
+            print(f"litert serve: internal error on {req.model}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            put(ServeError(500, f"internal error: {type(exc).__name__}: {exc}", kind="server_error"))
+        finally:
+            put(_DONE)
+
+    threading.Thread(target=work, name=f"litert-serve-{req.model}", daemon=True).start()
+    try:
+        while (item := await queue.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        cancel.set()
+
+
+def make_app(models: Models) -> Any:
+    """The Starlette application: /v1/models, /v1/models/{id}, /v1/chat/completions."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    def model_card(name: str, path: Path) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": int(path.stat().st_mtime), "owned_by": "litert"}
+
+    async def list_models(request: Request) -> Response:
+        try:
+            served = models.available()
+        except LitertError as exc:
+            raise ServeError(500, str(exc), kind="server_error") from exc
+        return JSONResponse({"object": "list", "data": [model_card(n, p) for n, p in served.items()]})
+
+    async def get_model(request: Request) -> Response:
+        name = request.path_params["model"]
+        model = models.get(name)
+        return JSONResponse(model_card(model.name, model.path))
+
+    async def chat_completions(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ServeError(400, f"the request body is not valid JSON: {exc}") from exc
+        req = parse_request(body)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        stream = events(models, req)
+        first = await anext(stream)  # errors before the first token get their own status
+        if not req.stream:
+            text, finished = [], first
+            while isinstance(finished, Piece):
+                text.append(finished.text)
+                finished = await anext(stream)
+            await stream.aclose()
+            return JSONResponse(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": req.model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "".join(text)},
+                            "finish_reason": finished.reason,
+                            "logprobs": None,
+                        }
+                    ],
+                    "usage": finished.usage,
+                }
+            )
+
+        def chunk(delta: dict[str, Any], reason: str | None = None) -> str:
+            data = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": req.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}],
+            }
+            return f"data: {json.dumps(data)}\n\n"
+
+        async def sse() -> AsyncIterator[str]:
+            try:
+                yield chunk({"role": "assistant", "content": ""})
+                event: Any = first
+                while True:
+                    if isinstance(event, Piece):
+                        yield chunk({"content": event.text})
+                    else:
+                        yield chunk({}, event.reason)
+                        if req.include_usage:
+                            usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                                     "model": req.model, "choices": [], "usage": event.usage}  # fmt: skip
+                            yield f"data: {json.dumps(usage)}\n\n"
+                        break
+                    event = await anext(stream)
+            except ServeError as exc:
+                yield f"data: {json.dumps(exc.body())}\n\n"
+            finally:
+                await stream.aclose()
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(sse(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    async def serve_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServeError)
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return JSONResponse(ServeError(exc.status_code, message, code=code).body(), status_code=exc.status_code)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        body = ServeError(500, f"internal error: {type(exc).__name__}: {exc}", kind="server_error").body()
+        return JSONResponse(body, status_code=500)
+
+    return Starlette(
+        routes=[
+            Route("/v1/models", list_models),
+            Route("/v1/models/{model:path}", get_model),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        ],
+        exception_handlers={ServeError: serve_error, HTTPException: http_error, Exception: server_error},
+    )
+
+
+# --- the server ------------------------------------------------------------------------
+
+
+def resolve_models(names: list[str]) -> Models:
+    """The models named on the command line (stored names or bundle paths), or the whole store."""
+    from litert import store
+
+    if not names:
+        return Models()
+    given: dict[str, Path] = {}
+    for name in names:
+        path = store.resolve_model(name)
+        served = name if store.load_index().get(name) else path.stem
+        if served in given and given[served] != path:
+            raise LitertError(f"two bundles would both be served as {served!r}", "rename one of the files")
+        given[served] = path
+    return Models(given)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that a port in use is one clear line."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise LitertError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            "choose another --port (0 picks a free one)" if exc.errno == 98 else "check --host",
+        ) from exc
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(models: Models, host: str, port: int) -> None:
+    """Serve until Ctrl-C (or SIGTERM): print the address, then run uvicorn on the bound socket."""
+    import uvicorn
+
+    from litert.console import Interrupted
+
+    try:
+        sock = bind(host, port)
+    except socket.gaierror as exc:
+        raise LitertError(f"cannot listen on {host}:{port}: {exc}", "check --host") from exc
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    names = list(models.available())
+    what = ", ".join(names) if models.given is not None else f"the store ({len(names)} models now)"
+    print(f"Serving {what} at http://{shown}:{bound_port}/v1 (OpenAI-compatible); Ctrl-C stops.", flush=True)
+    if host not in LOOPBACK_HOSTS:
+        print(f"warning: listening on {host}: other machines can reach this server; it has no authentication",
+              file=sys.stderr, flush=True)  # fmt: skip
+    config = uvicorn.Config(
+        make_app(models), log_level="warning", access_log=False, timeout_graceful_shutdown=5, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except (Interrupted, KeyboardInterrupt):
+        pass  # uvicorn stopped on the signal, then passed it on: Ctrl-C is how a server ends
+    finally:
+        sock.close()
+        models.close()
+    print("Stopped.", flush=True)

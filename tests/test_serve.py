@@ -1,0 +1,250 @@
+"""`litert serve`: the real server on a loopback port, spoken to by the official `openai` client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from conftest import LITERT, PARIS_PROMPT, run_cli
+
+PARIS = "The capital of France is Paris."
+
+
+class Server:
+    """A `litert serve` process; `url` is its /v1 base address, read from its first line."""
+
+    def __init__(self, *args: str | os.PathLike[str], home: Path) -> None:
+        env = {**os.environ, "LITERT_HOME": str(home)}
+        self.proc = subprocess.Popen(
+            [LITERT, "serve", *map(str, args), "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        self.banner = self.proc.stdout.readline()
+        if "http://" not in self.banner:
+            self.proc.kill()
+            raise AssertionError(f"the server did not start: {self.banner!r} {self.proc.stderr.read()}")  # type: ignore[union-attr]
+        self.url = self.banner.split(" at ", 1)[1].split()[0]
+        self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+        self.client = openai.OpenAI(base_url=self.url, api_key="unused", max_retries=0, timeout=120)
+
+    def stop(self) -> tuple[int, str, str]:
+        """Ctrl-C, as a user stops it; returns (exit code, rest of stdout, stderr)."""
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, out, err
+
+
+@pytest.fixture(scope="module")
+def server(qwen3_bundle: Path, session_home: Path) -> Iterator[Server]:
+    """A server over the whole store of the session (which holds the tiny Qwen3 as 'Qwen3-tiny')."""
+    srv = Server(home=session_home)
+    yield srv
+    code, _, err = srv.stop()
+    assert code == 0, err
+
+
+def ask(srv: Server, content: str = PARIS_PROMPT, **kw: object) -> openai.types.chat.ChatCompletion:
+    return srv.client.chat.completions.create(
+        model="Qwen3-tiny", messages=[{"role": "user", "content": content}], temperature=0, **kw
+    )
+
+
+def test_models_lists_the_store(server: Server) -> None:
+    ids = [m.id for m in server.client.models.list()]
+    assert "Qwen3-tiny" in ids
+    assert server.client.models.retrieve("Qwen3-tiny").owned_by == "litert"
+
+
+def test_answer_not_streamed(server: Server) -> None:
+    reply = ask(server)
+    choice = reply.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content == PARIS
+    assert choice.finish_reason == "stop"
+    assert reply.model == "Qwen3-tiny" and reply.object == "chat.completion"
+    # 15 prompt tokens: ChatML around the question; the answer's tokens include the hidden empty
+    # reasoning block and the end-of-turn token, as OpenAI counts reasoning tokens.
+    usage = reply.usage
+    assert usage is not None and usage.prompt_tokens == 15
+    assert usage.completion_tokens >= 7 and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_answer_streamed_token_by_token(server: Server) -> None:
+    stream = server.client.chat.completions.create(
+        model="Qwen3-tiny", messages=[{"role": "user", "content": PARIS_PROMPT}], temperature=0, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    pieces, reasons, usage = [], [], None
+    for chunk in stream:
+        assert chunk.object == "chat.completion.chunk"
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                pieces.append(choice.delta.content)
+            if choice.finish_reason:
+                reasons.append(choice.finish_reason)
+    assert "".join(pieces) == PARIS
+    assert len(pieces) >= 5  # tokens as they come, not one block at the end
+    assert reasons == ["stop"]
+    assert usage is not None and usage.prompt_tokens == 15
+
+
+def test_two_turn_conversation_renders_the_history(server: Server) -> None:
+    second = "What is the capital of Germany?"
+    alone = ask(server, second)
+    reply = server.client.chat.completions.create(
+        model="Qwen3-tiny",
+        messages=[
+            {"role": "user", "content": PARIS_PROMPT},
+            {"role": "assistant", "content": PARIS},
+            {"role": "user", "content": second},
+        ],
+        temperature=0,
+    )
+    assert reply.choices[0].message.content == "The capital of Germany is Berlin."
+    assert alone.usage is not None and reply.usage is not None
+    # The first exchange went into the prompt: its question and answer, in ChatML.
+    assert reply.usage.prompt_tokens >= alone.usage.prompt_tokens + 14
+
+
+def test_system_message(server: Server) -> None:
+    reply = server.client.chat.completions.create(
+        model="Qwen3-tiny",
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": [{"type": "text", "text": "What is the capital of Spain?"}]},
+        ],
+        temperature=0,
+    )
+    assert reply.choices[0].message.content == "The capital of Spain is Madrid."
+
+
+def test_max_tokens_and_stop(server: Server) -> None:
+    cut = ask(server, max_tokens=3)
+    assert cut.choices[0].finish_reason == "length"
+    assert cut.choices[0].message.content == "The capital of"  # three visible tokens
+    stopped = ask(server, stop=["Paris", "zzz"])
+    assert stopped.choices[0].message.content == "The capital of France is "
+    assert stopped.choices[0].finish_reason == "stop"
+    streamed = server.client.chat.completions.create(
+        model="Qwen3-tiny", messages=[{"role": "user", "content": PARIS_PROMPT}], temperature=0, stream=True,
+        stop="France",
+    )  # fmt: skip
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == "The capital of "
+
+
+def test_unknown_model_is_404(server: Server) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        server.client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+    error = info.value.body
+    assert isinstance(error, dict) and error["code"] == "model_not_found" and "Qwen3-tiny" in error["message"]
+    with pytest.raises(openai.NotFoundError):
+        server.client.models.retrieve("no-such-model")
+
+
+def test_prompt_longer_than_the_context_is_400(server: Server) -> None:
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as info:
+            server.client.chat.completions.create(
+                model="Qwen3-tiny", messages=[{"role": "user", "content": "word " * 600}], stream=stream
+            )
+        error = info.value.body
+        assert isinstance(error, dict) and error["code"] == "context_length_exceeded", error
+        assert "256 tokens" in error["message"]
+    assert ask(server).choices[0].message.content == PARIS  # the model still answers
+
+
+def test_two_clients_at_once_are_queued(server: Server) -> None:
+    answers: dict[int, str | None] = {}
+
+    def client(i: int) -> None:
+        stream = i % 2 == 1
+        if stream:
+            chunks = server.client.chat.completions.create(
+                model="Qwen3-tiny", messages=[{"role": "user", "content": PARIS_PROMPT}], temperature=0, stream=True
+            )
+            answers[i] = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            answers[i] = ask(server).choices[0].message.content
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert answers == {i: PARIS for i in range(4)}
+
+
+def test_bad_requests_get_openai_errors(server: Server) -> None:
+    base = server.url
+    bad_json = httpx.post(
+        f"{base}/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert bad_json.status_code == 400 and bad_json.json()["error"]["type"] == "invalid_request_error"
+    for body, param in (
+        ({"model": "Qwen3-tiny"}, "messages"),
+        ({"model": "Qwen3-tiny", "messages": [{"role": "assistant", "content": "hi"}]}, "messages"),
+        ({"model": "Qwen3-tiny", "messages": [{"role": "user", "content": "hi"}], "n": 2}, "n"),
+        ({"model": "Qwen3-tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": -1}, None),
+        ({"model": "Qwen3-tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, "temperature"),
+    ):
+        reply = httpx.post(f"{base}/chat/completions", json=body)
+        assert reply.status_code == 400, (body, reply.text)
+        assert reply.json()["error"]["param"] == param, reply.text
+    missing = httpx.get(f"{base}/nothing-here")
+    assert missing.status_code == 404 and "error" in missing.json()
+    assert httpx.get(f"{base}/chat/completions").status_code == 405
+
+
+def test_named_bundle_port_in_use_and_ctrl_c(qwen3_bundle: Path, session_home: Path) -> None:
+    srv = Server(qwen3_bundle, home=session_home)
+    try:
+        assert [m.id for m in srv.client.models.list()] == [qwen3_bundle.stem]
+        reply = srv.client.chat.completions.create(
+            model=qwen3_bundle.stem, messages=[{"role": "user", "content": PARIS_PROMPT}], temperature=0
+        )
+        assert reply.choices[0].message.content == PARIS
+        busy = run_cli("serve", qwen3_bundle, "--port", str(srv.port), home=session_home, timeout=60)
+        assert busy.returncode == 1
+        assert busy.stderr.strip().splitlines() == [
+            f"error: cannot listen on 127.0.0.1:{srv.port}: Address already in use — choose another --port "
+            "(0 picks a free one)"
+        ]
+    finally:
+        code, out, err = srv.stop()
+    assert code == 0, err
+    assert out.strip() == "Stopped." and "Traceback" not in err
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", srv.port), timeout=2):
+        pass
+
+
+def test_unknown_model_on_the_command_line(session_home: Path, tmp_path: Path) -> None:
+    result = run_cli("serve", tmp_path / "missing.litertlm", home=session_home, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: there is no bundle file") and len(result.stderr.splitlines()) == 1
+
+
+def test_binding_beyond_loopback_warns(qwen3_bundle: Path, session_home: Path) -> None:
+    env = {**os.environ, "LITERT_HOME": str(session_home)}
+    proc = subprocess.Popen(
+        [LITERT, "serve", str(qwen3_bundle), "--host", "0.0.0.0", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and "http://0.0.0.0:" in proc.stdout.readline()
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert "other machines can reach this server" in err
