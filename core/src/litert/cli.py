@@ -149,6 +149,7 @@ def convert(
                     "parity": report.as_json() if report is not None else None,
                     "passed": None if report is None else report.passed,
                     "from_store": str(result.cached_from) if result.cached_from else None,
+                    "parity_summary": report.summary_line() if report is not None else result.stored_parity,
                 },
                 indent=2,
             )
@@ -399,6 +400,101 @@ def serve(
     served = serving.resolve_models(models or [])
     quiet_runtime_env()
     serving.serve(served, host, port)
+
+
+@app.command()
+def batch(
+    spec: Annotated[
+        Path, typer.Argument(help="A TOML spec of sources and settings (see docs/batch.md).", metavar="SPEC")
+    ],
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output", "-o", help="Write every bundle into this directory [default: the store].", metavar="DIR"
+        ),
+    ] = None,
+    jobs: Annotated[
+        Optional[int],
+        typer.Option(
+            help="At most this many conversions at once [default: as memory allows, at most the cores].", metavar="N"
+        ),
+    ] = None,
+    ray: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray",
+            help="Run the jobs as Ray tasks on the cluster at ADDRESS ('auto', 'ray://HOST:10001'), or on a Ray "
+            "started for this batch with 'local' (pip install 'litert[ray]').",
+            metavar="ADDRESS",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+) -> None:
+    """Convert many models from one spec; jobs already in the store are answered from it (a batch resumes)."""
+    import dataclasses
+    import signal
+    import time
+
+    from litert import batch as batching
+    from litert import store
+    from litert.console import Interrupted, _private_stderr, human_size, human_time
+
+    if jobs is not None and jobs < 1:
+        raise LitertError(f"--jobs must be at least 1, got {jobs}", "e.g. --jobs 2")
+    if output is not None:
+        output = output.expanduser().resolve()
+        store.ensure_dir(output)
+    planned = batching.load_spec(spec, output)
+    planned = [job if job.output else dataclasses.replace(job, output=store.home() / "models") for job in planned]
+    store.load_index()  # a store that cannot be used is refused before any job starts
+    store.check_writable()
+    log_dir = store.ensure_dir(store.home() / "logs" / time.strftime("batch-%Y%m%d-%H%M%S"))
+    err = _private_stderr()
+    total, finished = len(planned), 0
+    where = f"on Ray ({ray})" if ray else "locally"
+    print(f"Batch {spec}: {total} jobs, {where}; logs in {log_dir}", file=err, flush=True)
+
+    def report(event: str, job: batching.Job, result: batching.JobResult | None) -> None:
+        nonlocal finished
+        if result is None:
+            print(f"      {event:9} {job.name} ({job.quantize})", file=err, flush=True)
+            return
+        finished += 1
+        detail = (
+            f"{result.status} in {human_time(result.seconds or 0)}, peak {human_size(result.peak_bytes or 0)}"
+            + (f", parity {result.parity}" if result.parity else "")
+            + (f": {result.error}" if result.error and not result.ok else "")
+        )
+        print(f"[{finished}/{total}] {job.name}: {detail}", file=err, flush=True)
+
+    started = time.monotonic()
+    try:
+        if ray:
+            results = batching.run_ray(planned, ray, log_dir, report)
+        else:
+            results = batching.run_local(planned, jobs, log_dir, report)
+    except batching.BatchInterrupted as stop:
+        for line in batching.table(stop.results):
+            print(line, file=err)
+        raise Interrupted(signal.SIGINT) from None
+    wall = time.monotonic() - started
+    ok = [r for r in results if r.ok]
+    if as_json:
+        print(json.dumps({"wall_seconds": round(wall, 1), "passed": len(ok) == len(results),
+                          "jobs": [r.as_json() for r in results]}, indent=2))  # fmt: skip
+    else:
+        for line in batching.table(results):
+            print(line)
+    converted = sum(r.status == "converted" for r in ok)
+    print(
+        f"{len(ok)} of {total} jobs done ({converted} converted, {len(ok) - converted} already in the store) "
+        f"in {human_time(wall)}"
+        + (f"; {total - len(ok)} failed — their logs are in {log_dir}" if len(ok) < total else ""),
+        file=err,
+        flush=True,
+    )
+    if len(ok) < total:
+        raise typer.Exit(1)
 
 
 CHAT_HELP = """commands:
