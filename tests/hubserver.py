@@ -1,7 +1,11 @@
 """A loopback server speaking the parts of the Hugging Face Hub HTTP API that the real
 `huggingface_hub` client uses to download a model: repository info at a revision, the
 file tree, and file resolution with ETag / commit / size headers, HEAD, byte ranges for
-resuming, 401/403 for gated repositories and 404 for what does not exist.
+resuming, 401/403 for gated repositories and 404 for what does not exist — and to upload
+one: repository creation, the preupload and commit endpoints, and the git-LFS batch API
+with basic (single PUT) transfers, checked against their sha256. Writes need a token in
+`writers` (401 without one, 403 with another). Clients must not use Xet
+(HF_HUB_DISABLE_XET=1), a separate storage service this server does not speak.
 
 It listens on 127.0.0.1 only, counts every request, and can cut a download short once
 to test resuming.
@@ -9,6 +13,7 @@ to test resuming.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -26,6 +31,7 @@ class Repo:
     refs: dict[str, str]
     gated: bool = False
     tokens: frozenset[str] = frozenset()
+    private: bool = False
 
 
 def commit_sha(files: dict[str, bytes], salt: str = "") -> str:
@@ -33,6 +39,12 @@ def commit_sha(files: dict[str, bytes], salt: str = "") -> str:
     for name in sorted(files):
         h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
     return h.hexdigest()
+
+
+def front_matter(text: str) -> dict[str, str]:
+    m = re.match(r"^---\n(.*?)\n---", text, re.S)
+    pairs = (line.split(":", 1) for line in (m.group(1).splitlines() if m else []) if ":" in line)
+    return {k.strip(): v.strip() for k, v in pairs if v.strip()}
 
 
 def read_dir(path: Path) -> dict[str, bytes]:
@@ -48,6 +60,12 @@ class FakeHub:
         """file name -> bytes to send before dropping the connection (once)."""
         self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
+        self.writers: set[str] = set()
+        """Tokens allowed to create repositories and commit."""
+        self.lfs: dict[str, bytes] = {}
+        """Uploaded LFS objects by sha256."""
+        self.auth: list[str] = []
+        """The Authorization header of every write request."""
 
     def add_repo(
         self,
@@ -100,6 +118,12 @@ class FakeHub:
 
             def do_GET(self) -> None:
                 hub._handle(self, head=False)
+
+            def do_POST(self) -> None:
+                hub._write(self)
+
+            def do_PUT(self) -> None:
+                hub._write(self)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -176,11 +200,12 @@ class FakeHub:
             "id": repo_id,
             "modelId": repo_id,
             "sha": sha,
-            "private": False,
             "gated": "manual" if repo.gated else False,
             "disabled": False,
             "tags": [],
             "siblings": [{"rfilename": name} for name in sorted(files)],
+            "cardData": front_matter(files.get("README.md", b"").decode(errors="replace")),
+            "private": repo.private,
         }
         self._send(req, 200, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
@@ -248,3 +273,94 @@ class FakeHub:
             req.connection.shutdown(2)
             return
         self._send(req, status, body, headers)
+
+    # -- uploads -----------------------------------------------------------------------
+
+    def _body(self, req: BaseHTTPRequestHandler) -> bytes:
+        if req.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(req.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    req.rfile.readline()
+                    return data
+                data += req.rfile.read(size)
+                req.rfile.readline()
+        return req.rfile.read(int(req.headers.get("Content-Length") or 0))
+
+    def _json(self, req: BaseHTTPRequestHandler, status: int, body: object) -> None:
+        self._send(req, status, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+    def _write(self, req: BaseHTTPRequestHandler) -> None:
+        path = unquote(urlsplit(req.path).path)
+        body = self._body(req)
+        with self._lock:
+            self.requests.append((req.command, path, ""))
+            self.auth.append(req.headers.get("Authorization", ""))
+        if not path.startswith("/lfs-upload/"):
+            auth = req.headers.get("Authorization", "")
+            token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+            if not token:
+                return self._error(req, 401, "Unauthorized", "Invalid username or password.")
+            if token not in self.writers:
+                return self._error(req, 403, "Forbidden", "You don't have the rights to create a model here")
+        if path == "/api/validate-yaml":  # the client checks a README's metadata before committing it
+            import yaml
+
+            content = json.loads(body)["content"]
+            m = re.match(r"^---\n(.*?)\n---", content, re.S)
+            try:
+                meta = yaml.safe_load(m.group(1)) if m else None
+            except yaml.YAMLError as exc:
+                return self._json(req, 400, {"errors": [{"message": str(exc)}]})
+            if not isinstance(meta, dict):
+                return self._json(req, 400, {"errors": [{"message": "the metadata is not a mapping"}]})
+            return self._json(req, 200, {"errors": [], "warnings": []})
+        if path == "/api/repos/create":
+            spec = json.loads(body)
+            repo_id = f"{spec['organization']}/{spec['name']}" if spec.get("organization") else spec["name"]
+            if repo_id in self.repos:
+                body = {"error": "You already created this model repo", "url": f"{self.url}/{repo_id}"}
+                return self._json(req, 409, body)
+            self.add_repo(repo_id, {})
+            self.repos[repo_id].private = spec.get("visibility") == "private" or bool(spec.get("private"))
+            return self._json(req, 200, {"url": f"{self.url}/{repo_id}"})
+        m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/preupload/([^/]+)", path)
+        if m:
+            files = json.loads(body)["files"]
+            modes = [{"path": f["path"], "uploadMode": "lfs" if f["size"] > 1024 else "regular",
+                      "shouldIgnore": False} for f in files]  # fmt: skip
+            return self._json(req, 200, {"files": modes})
+        m = re.fullmatch(r"/([^/]+/[^/]+)\.git/info/lfs/objects/batch", path)
+        if m:
+            objects = []
+            for obj in json.loads(body)["objects"]:
+                entry = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
+                if obj["oid"] not in self.lfs:
+                    entry["actions"] = {"upload": {"href": f"{self.url}/lfs-upload/{obj['oid']}"}}
+                objects.append(entry)
+            return self._json(req, 200, {"transfer": "basic", "objects": objects})
+        m = re.fullmatch(r"/lfs-upload/([0-9a-f]{64})", path)
+        if m:
+            if hashlib.sha256(body).hexdigest() != m.group(1):
+                return self._error(req, 400, "BadRequest", "the content does not match its oid")
+            self.lfs[m.group(1)] = body
+            return self._send(req, 200, b"", {})
+        m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/commit/([^/]+)", path)
+        if m:
+            repo = self.repos.get(m.group(1))
+            if repo is None:
+                return self._error(req, 404, "RepoNotFound", f"Repository Not Found for url: {m.group(1)}")
+            files = dict(repo.commits[repo.refs[m.group(2)]])
+            for line in body.splitlines():
+                item = json.loads(line)
+                if item["key"] == "file":
+                    files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                elif item["key"] == "lfsFile":
+                    oid = item["value"]["oid"]
+                    if oid not in self.lfs:
+                        return self._error(req, 400, "BadRequest", f"LFS object {oid} was not uploaded")
+                    files[item["value"]["path"]] = self.lfs[oid]
+            sha = self.add_repo(repo.repo_id, files, branch=m.group(2))
+            return self._json(req, 200, {"commitUrl": f"{self.url}/{repo.repo_id}/commit/{sha}", "commitOid": sha})
+        self._error(req, 404, "EntryNotFound", "no such endpoint")

@@ -25,7 +25,7 @@ PADDED = "litert-test/Qwen3-tiny-padded"
 def hub(tiny_qwen3: Path, tiny_gemma3: Path):
     hub = FakeHub().start()
     qwen_files = read_dir(tiny_qwen3)
-    qwen_files["README.md"] = b"# Qwen3-tiny\n"
+    qwen_files["README.md"] = b"---\nlicense: apache-2.0\n---\n# Qwen3-tiny\n"
     qwen_files["logo.png"] = b"\x89PNG not needed for conversion"
     hub.add_repo(QWEN, qwen_files, tags=("v1.0",))
     hub.add_repo(GEMMA, read_dir(tiny_gemma3), gated=True, tokens=(GOOD_TOKEN,))
@@ -308,3 +308,87 @@ def test_a_repository_with_several_bundles_asks_which(bundle_repos: FakeHub, tmp
     assert f"{TWO_BUNDLES}/g" in json.loads((tmp_path / "home" / "models.json").read_text())["models"]
     line = one_error_line(run_cli("pull", QWEN, home=tmp_path / "home", env=env))
     assert "holds no .litertlm bundle (it holds a checkpoint)" in line and f"litert convert {QWEN}" in line
+
+
+WRITER = "hf_test_token_that_may_write"  # a token of the loopback server only
+PUSHED = "someone/Qwen3-tiny-litert"
+
+
+@pytest.fixture(scope="module")
+def push_home(hub: FakeHub, hf_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding litert-test/Qwen3-tiny converted from the loopback Hub (with its parity report)."""
+    home = tmp_path_factory.mktemp("push-home")
+    result = run_cli("convert", QWEN, *SMALLEST, home=home, env=hub_env(hub, hf_home))
+    assert result.returncode == 0, result.stderr
+    return home
+
+
+def test_push_needs_a_token_that_may_write(push_home: Path, hub: FakeHub, hf_home: Path) -> None:
+    home = push_home
+    env = hub_env(hub, hf_home)
+    line = one_error_line(run_cli("push", QWEN, PUSHED, home=home, env=env))
+    assert "needs a Hugging Face token" in line and "HF_TOKEN" in line
+    refused = run_cli("push", QWEN, PUSHED, home=home, env={**env, "HF_TOKEN": "hf_not_a_writer"})
+    line = one_error_line(refused)
+    assert "refused to let this token write to someone/Qwen3-tiny-litert (HTTP 403)" in line
+    assert "hf_not_a_writer" not in refused.stdout + refused.stderr
+    assert PUSHED not in hub.repos
+    line = one_error_line(run_cli("push", "no-such-model", PUSHED, home=home, env=env))
+    assert "no stored model named 'no-such-model'" in line
+
+
+def test_push_uploads_the_bundle_with_a_model_card(push_home: Path, hub: FakeHub, hf_home: Path, tiny_qwen3: Path,
+                                                   tmp_path: Path) -> None:  # fmt: skip
+    import hashlib
+
+    home = push_home
+    hub.writers.add(WRITER)
+    hub.auth.clear()
+    env = hub_env(hub, hf_home, HF_TOKEN=WRITER)
+    result = run_cli("push", QWEN, PUSHED, "--private", home=home, env=env)
+    assert result.returncode == 0, (result.stderr, hub.requests[-6:])
+    assert f"Pushed {QWEN} to {hub.url}/{PUSHED}" in result.stdout and f"litert run {PUSHED}" in result.stdout
+    assert WRITER not in result.stdout + result.stderr  # the token is never printed
+    assert hub.auth and all(a == f"Bearer {WRITER}" for a in hub.auth if a)
+    repo = hub.repos[PUSHED]
+    assert repo.private
+    files = repo.commits[repo.refs["main"]]
+    stored = Path(json.loads((home / "models.json").read_text())["models"][QWEN]["path"])
+    assert files["Qwen3-tiny.litertlm"] == stored.read_bytes()  # through the LFS batch API, sha256-checked
+    card = files["README.md"].decode()
+    source_commit = hub.repos[QWEN].refs["main"]
+    weights_sha = hashlib.sha256((tiny_qwen3 / "model.safetensors").read_bytes()).hexdigest()
+    for needle in (
+        "license: apache-2.0",  # carried over from the source repository's card
+        f"base_model: {QWEN}",
+        f"at commit `{source_commit}`",
+        f"litert run {PUSHED}",
+        f"litert-lm run --from-huggingface-repo {PUSHED} Qwen3-tiny.litertlm",
+        "| quantization | dynamic_int8 |",
+        "| top-1 agreement | 100.0 % | ≥ 95 % |",
+        "| verdict | **pass** | |",
+        f'"model.safetensors": "{weights_sha}"',
+        hashlib.sha256(stored.read_bytes()).hexdigest(),
+    ):
+        assert needle in card, needle
+    # What was pushed is what anyone can pull and run.
+    run = run_cli("run", PUSHED, "-p", PARIS_PROMPT, "--temperature", "0", home=tmp_path / "elsewhere", env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "The capital of France is Paris."
+
+
+def test_push_of_a_local_conversion_says_the_licence_is_unknown(
+    hub: FakeHub, qwen3_bundle: Path, session_home: Path, tmp_path: Path
+) -> None:
+    hub.writers.add(WRITER)
+    env = hub_env(hub, tmp_path / "hf", HF_TOKEN=WRITER)
+    result = run_cli("push", "Qwen3-tiny", "someone/local-qwen", home=session_home, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "warning: the source's licence is unknown" in result.stderr
+    card = hub.repos["someone/local-qwen"].commits[hub.repos["someone/local-qwen"].refs["main"]]["README.md"].decode()
+    assert "license: unknown" in card and "a local checkpoint (`Qwen3-tiny`)" in card
+    assert str(Path.home()) not in card and "site-packages" not in card  # no local paths published
+    again = run_cli("push", "Qwen3-tiny", "someone/local-qwen", "--license", "mit", home=session_home, env=env)
+    assert again.returncode == 0, again.stderr
+    card = hub.repos["someone/local-qwen"].commits[hub.repos["someone/local-qwen"].refs["main"]]["README.md"].decode()
+    assert "license: mit" in card

@@ -497,6 +497,30 @@ def batch(
         raise typer.Exit(1)
 
 
+@app.command()
+def push(
+    name: Annotated[str, typer.Argument(help="A stored model name (see `litert models list`).", metavar="NAME")],
+    repo: Annotated[str, typer.Argument(help="The Hub repository to push to (created if needed).", metavar="ORG/REPO")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repository as private.")] = False,
+    license_id: Annotated[
+        Optional[str],
+        typer.Option("--license", help="The licence id for the card [default: the source's].", metavar="ID"),
+    ] = None,
+) -> None:
+    """Upload a stored bundle to the Hugging Face Hub with a model card (source, settings, parity, provenance)."""
+    from litert import publish
+
+    pushed = publish.push(name, repo, private, license_id)
+    if pushed.licence.id is None:
+        print(
+            f"warning: the source's licence is {pushed.licence.origin}; the card says 'unknown' — "
+            "push again with --license ID once you know it",
+            file=sys.stderr,
+        )
+    print(f"Pushed {name} to {pushed.url} ({pushed.file} and README.md, commit {pushed.commit[:12]}); "
+          f"run it anywhere with: litert run {repo}")  # fmt: skip
+
+
 CHAT_HELP = """commands:
   /help          this list
   /reset         forget the conversation so far

@@ -1,0 +1,239 @@
+"""`litert push NAME ORG/REPO`: a stored bundle to the Hugging Face Hub, with a model card.
+
+The card is written from what the bundle itself carries (its provenance and parity
+report, embedded at conversion) and from the store entry, so it says exactly how the
+bundle was made. The source's licence is carried over: from the source repository's
+card on the Hub, or a local checkpoint's README front matter; `--license` overrides it.
+Uploads go through `huggingface_hub` (its token, endpoint and transfer protocols); the
+token is never printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from litert.errors import LitertError
+
+
+@dataclasses.dataclass
+class Licence:
+    id: str | None
+    """A Hub licence id (apache-2.0, mit, other, ...); None when the source does not say."""
+    name: str | None = None
+    link: str | None = None
+    origin: str = "unknown"
+    """Where it came from, for the user: "the source repository's card", "--license", ..."""
+
+
+@dataclasses.dataclass
+class Pushed:
+    repo_id: str
+    url: str
+    commit: str
+    file: str
+    licence: Licence
+
+
+def _front_matter(text: str) -> dict[str, str]:
+    """The flat `key: value` lines of a README's YAML front matter (enough for licence fields)."""
+    m = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, re.S)
+    if not m:
+        return {}
+    fields = {}
+    for line in m.group(1).splitlines():
+        kv = re.match(r"^([A-Za-z_][\w-]*):\s*(.+?)\s*$", line)
+        if kv:
+            fields[kv.group(1)] = kv.group(2).strip("'\"")
+    return fields
+
+
+def source_licence(entry: dict[str, Any]) -> Licence:
+    """The licence of the checkpoint a stored bundle was converted from."""
+    from litert.checkpoint import is_hub_id
+
+    source = str(entry.get("source") or "")
+    if is_hub_id(source):
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import HfHubHTTPError
+
+        try:
+            info = HfApi().model_info(source, revision=entry.get("revision") or None)
+        except (HfHubHTTPError, OSError, ValueError):
+            return Licence(None, origin=f"unknown (the card of {source} could not be read)")
+        card = info.card_data.to_dict() if info.card_data is not None else {}
+        if card.get("license"):
+            return Licence(card["license"], card.get("license_name"), card.get("license_link"),
+                           origin=f"the card of {source}")  # fmt: skip
+        return Licence(None, origin=f"unknown ({source} declares none)")
+    readme = Path(source) / "README.md"
+    if readme.is_file():
+        fields = _front_matter(readme.read_text(encoding="utf-8", errors="replace"))
+        if fields.get("license"):
+            return Licence(fields["license"], fields.get("license_name"), fields.get("license_link"),
+                           origin=f"{readme}")  # fmt: skip
+    return Licence(None, origin="unknown (the local checkpoint has no README.md with a licence)")
+
+
+def _source_line(entry: dict[str, Any], conversion: dict[str, Any]) -> str:
+    from litert.checkpoint import is_hub_id
+
+    source = str(entry.get("source") or conversion.get("source") or "?")
+    commit = entry.get("revision") or conversion.get("revision")
+    if is_hub_id(source):
+        at = f" at commit `{commit}`" if commit else ""
+        return f"[{source}](https://huggingface.co/{source}){at}"
+    return f"a local checkpoint (`{Path(source).name}`)"
+
+
+def model_card(name: str, repo_id: str, entry: dict[str, Any], bundle: Path, licence: Licence) -> str:
+    """The README.md pushed beside the bundle."""
+    import hashlib
+    import json
+
+    from litert.checkpoint import is_hub_id
+    from litert.console import human_size
+    from litert.inspection import describe
+
+    d = describe(bundle)
+    conversion = d.get("conversion") or {}
+    settings = conversion.get("settings") or {}
+    parity = d.get("parity") or {}
+    provenance = d.get("provenance") or {}
+    source = str(entry.get("source") or conversion.get("source") or "")
+    with open(bundle, "rb") as f:
+        sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+    front = ["---"]
+    front.append(f"license: {licence.id or 'unknown'}")
+    if licence.name:
+        front.append(f"license_name: {licence.name}")
+    if licence.link:
+        front.append(f"license_link: {licence.link}")
+    if is_hub_id(source):
+        front.append(f"base_model: {source}")
+    front += ["library_name: litert-lm", "pipeline_tag: text-generation",
+              "tags:", "- litert", "- litert-lm", "- tflite", "- on-device", "---", ""]  # fmt: skip
+    plugin = conversion.get("plugin") or {}
+    file = bundle.name
+    lines = [
+        f"# {repo_id}",
+        "",
+        f"A LiteRT-LM bundle (`.litertlm`) of {_source_line(entry, conversion)}, converted by "
+        f"[litert](https://pypi.org/project/litert/) {conversion.get('litert_version', '?')} for on-device "
+        "inference with LiteRT-LM.",
+        "",
+        "## Run it",
+        "",
+        "```sh",
+        f"litert run {repo_id}                  # pip install litert",
+        f"litert-lm run --from-huggingface-repo {repo_id} {file}   # the official LiteRT-LM CLI",
+        "```",
+        "",
+        "## How it was made",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| source | {_source_line(entry, conversion)} |",
+        f"| family | {conversion.get('family', '?')} (plugin {plugin.get('distribution', '?')} "
+        f"{plugin.get('version', '?')}) |",
+        f"| quantization | {settings.get('quantize', '?')} |",
+        f"| prefill signatures | {', '.join(map(str, settings.get('prefill_lengths') or [])) or '?'} |",
+        f"| KV cache (context) | {settings.get('kv_cache_max_len', '?')} tokens |",
+        f"| file | `{file}`, {human_size(d['size'])} ({d['size']:,} bytes) |",
+        f"| sha256 | `{sha256}` |",
+        f"| licence | {licence.id or 'unknown'} ({licence.origin}) |",
+        "",
+    ]
+    if parity:
+        th = parity.get("thresholds") or {}
+        lines += [
+            "## Parity against transformers",
+            "",
+            "Measured at conversion: the bundle's own model against the original checkpoint in transformers, "
+            "teacher-forced on the same prompts, and greedy generation through the LiteRT-LM runtime.",
+            "",
+            "| measure | value | threshold |",
+            "|---|---|---|",
+            f"| top-1 agreement | {parity.get('top1', 0) * 100:.1f} % | ≥ {th.get('top1', 0) * 100:.0f} % |",
+            f"| mean KL divergence | {parity.get('kl', 0):.4f} | ≤ {th.get('kl', '?')} |",
+            f"| max \\|Δlogit\\| | {parity.get('max_abs_logit_diff', 0):.3f} | |",
+            f"| greedy answers identical | {parity.get('greedy_whole', '?')} of {len(parity.get('prompts') or [])} "
+            f"(shortest identical run {parity.get('greedy_min', '?')} tokens) | "
+            f"{th.get('greedy', '?')} tokens on {th.get('greedy_share', 1) * 100:.0f} % of prompts |",
+            f"| verdict | **{'pass' if parity.get('passed') else 'FAIL'}** | |",
+            "",
+        ]
+    else:
+        lines += ["## Parity against transformers", "", "Not measured (converted with `--no-verify`).", ""]
+    if provenance:
+        lines += [
+            "## Provenance",
+            "",
+            "The sha256 of every input file read, and the versions that made the bundle "
+            "(`litert inspect` shows the same from the file itself):",
+            "",
+            "```json",
+            json.dumps(provenance, indent=2, sort_keys=True),
+            "```",
+            "",
+        ]
+    return "\n".join(front + lines)
+
+
+def push(name: str, repo_id: str, private: bool, licence_override: str | None = None) -> Pushed:
+    """Upload the stored bundle `name` and its card to `repo_id` (created if needed)."""
+    from huggingface_hub import CommitOperationAdd, HfApi, get_token
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    from litert import store
+    from litert.checkpoint import is_hub_id
+
+    if not is_hub_id(repo_id) or Path(repo_id).exists():
+        raise LitertError(f"{repo_id!r} is not a Hub repository id", "use ORG/NAME, e.g. my-org/Qwen3-0.6B-litert")
+    entry = store.load_index().get(name)
+    if entry is None:
+        names = sorted(store.load_index())
+        raise LitertError(
+            f"no stored model named {name!r}",
+            f"stored models: {', '.join(names)}" if names else "convert one first: litert convert SOURCE",
+        )
+    bundle = Path(entry["path"])
+    if not bundle.is_file():
+        raise LitertError(f"the bundle stored as {name!r} is gone from {bundle}", "convert it again")
+    licence = Licence(licence_override, origin="--license") if licence_override else source_licence(entry)
+    file = f"{name.split('/')[-1]}.litertlm"
+    card = model_card(name, repo_id, entry, bundle, licence).encode()
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if not get_token():
+        raise LitertError(f"pushing to {repo_id} needs a Hugging Face token", "set HF_TOKEN or run `hf auth login`")
+    api = HfApi()
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        info = api.create_commit(
+            repo_id,
+            operations=[
+                CommitOperationAdd(path_in_repo=file, path_or_fileobj=str(bundle)),
+                CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card),
+            ],
+            commit_message=f"Add {file} (converted by litert)",
+        )
+    except LocalTokenNotFoundError as exc:
+        raise LitertError(
+            f"pushing to {repo_id} needs a Hugging Face token", "set HF_TOKEN or run `hf auth login`"
+        ) from exc
+    except HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status in (401, 403):
+            refusal = "did not accept this token for" if status == 401 else "refused to let this token write to"
+            raise LitertError(
+                f"the Hub {refusal} {repo_id} (HTTP {status})",
+                "use a token with write access to that namespace (HF_TOKEN=... or `hf auth login`)",
+            ) from exc
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LitertError(f"pushing to {repo_id} failed: {first}", f"check {endpoint} and the repository") from exc
+    except OSError as exc:
+        raise LitertError(f"pushing to {repo_id} failed: {exc}", f"check the network and {endpoint}") from exc
+    return Pushed(repo_id=repo_id, url=f"{endpoint}/{repo_id}", commit=info.oid, file=file, licence=licence)
