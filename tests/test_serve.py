@@ -248,3 +248,24 @@ def test_binding_beyond_loopback_warns(qwen3_bundle: Path, session_home: Path) -
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert "other machines can reach this server" in err
+
+
+def test_text_completion_continues_the_prompt_as_it_is(server: Server) -> None:
+    # /v1/completions sends the prompt without the chat template (base models): here the
+    # template's own turn markers are written by hand, so the tiny model answers as in a chat,
+    # reasoning block included (nothing is hidden in a raw continuation).
+    prompt = f"<|im_start|>user\n{PARIS_PROMPT}<|im_end|>\n<|im_start|>assistant\n"
+    reply = server.client.completions.create(model="Qwen3-tiny", prompt=prompt, temperature=0, max_tokens=40)
+    assert reply.choices[0].text == "<think>\n\n</think>\n\n" + PARIS
+    assert reply.choices[0].finish_reason == "stop" and reply.object == "text_completion"
+    assert reply.usage is not None and reply.usage.prompt_tokens == 15
+    streamed = server.client.completions.create(
+        model="Qwen3-tiny", prompt=prompt, temperature=0, max_tokens=40, stream=True
+    )
+    pieces = [chunk.choices[0].text for chunk in streamed if chunk.choices]
+    assert "".join(pieces) == reply.choices[0].text and len(pieces) > 5
+    cut = server.client.completions.create(model="Qwen3-tiny", prompt=prompt, temperature=0, max_tokens=3)
+    assert cut.choices[0].finish_reason == "length" and cut.usage is not None and cut.usage.completion_tokens == 3
+    with pytest.raises(openai.BadRequestError) as info:
+        server.client.completions.create(model="Qwen3-tiny", prompt="word " * 600)
+    assert isinstance(info.value.body, dict) and info.value.body["code"] == "context_length_exceeded"

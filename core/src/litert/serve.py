@@ -80,15 +80,11 @@ class ChatRequest:
     stop: list[str]
     stream: bool
     include_usage: bool
+    raw: bool = False
+    """A text completion (/v1/completions): `message` is continued as it is, no chat template."""
 
 
 _ROLES = ("system", "developer", "user", "assistant")
-_KNOWN_FIELDS = {
-    "model", "messages", "temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "seed", "stop",
-    "stream", "stream_options", "n", "user", "chat_template_kwargs", "frequency_penalty", "presence_penalty",
-    "logit_bias", "logprobs", "top_logprobs", "response_format", "tools", "tool_choice", "parallel_tool_calls",
-    "metadata", "store", "service_tier", "reasoning_effort",
-}  # fmt: skip
 
 
 def _text(content: Any, where: str) -> str:
@@ -114,8 +110,8 @@ def _number(body: dict[str, Any], name: str, kind: type) -> Any:
     return value
 
 
-def parse_request(body: Any) -> ChatRequest:
-    """Check a chat-completions body and turn it into a ChatRequest (400 on anything off)."""
+def _common_checks(body: Any) -> str:
+    """The body is an object naming a model, for one answer; returns the model."""
     if not isinstance(body, dict):
         raise ServeError(400, "the request body must be a JSON object")
     model = body.get("model")
@@ -123,6 +119,12 @@ def parse_request(body: Any) -> ChatRequest:
         raise ServeError(400, "model is required", param="model")
     if body.get("n", 1) != 1:
         raise ServeError(400, "only n=1 is supported", param="n")
+    return model
+
+
+def parse_request(body: Any) -> ChatRequest:
+    """Check a chat-completions body and turn it into a ChatRequest (400 on anything off)."""
+    model = _common_checks(body)
     if body.get("tools"):
         raise ServeError(400, "tools are not supported by litert serve", param="tools")
     for name in ("logprobs", "top_logprobs"):
@@ -147,32 +149,67 @@ def parse_request(body: Any) -> ChatRequest:
             turns.append({"role": msg["role"], "content": text})
     if not turns or turns[-1]["role"] != "user":
         raise ServeError(400, "the last message (after system messages) must come from the user", param="messages")
+    kwargs = body.get("chat_template_kwargs") or {}
+    thinking = kwargs.get("enable_thinking") if isinstance(kwargs, dict) else None
+    if thinking is None and body.get("reasoning_effort") == "none":
+        thinking = False
+    return _request(
+        body,
+        model,
+        turns[-1]["content"],
+        history=turns[:-1],
+        system="\n\n".join(system) if system else None,
+        thinking=thinking if isinstance(thinking, bool) else None,
+    )
+
+
+def parse_completion_request(body: Any) -> ChatRequest:
+    """Check a (text) completions body: a prompt continued as it is, for base models above all."""
+    model = _common_checks(body)
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise ServeError(400, "prompt must be a string (one prompt per request)", param="prompt")
+    for name in ("echo", "suffix", "best_of"):
+        if body.get(name) not in (None, False, 1):
+            raise ServeError(400, f"{name} is not supported by litert serve", param=name)
+    return _request(body, model, prompt, raw=True)
+
+
+def _request(
+    body: dict[str, Any],
+    model: str,
+    message: str,
+    history: list[dict[str, str]] | None = None,
+    system: str | None = None,
+    thinking: bool | None = None,
+    raw: bool = False,
+) -> ChatRequest:
+    """The fields both endpoints share: sampler, stop strings, streaming."""
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else stop if stop is not None else []
     if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > 4:
         raise ServeError(400, "stop must be a string or a list of up to 4 non-empty strings", param="stop")
     max_tokens = _number(body, "max_completion_tokens", int) or _number(body, "max_tokens", int)
-    kwargs = body.get("chat_template_kwargs") or {}
-    thinking = kwargs.get("enable_thinking") if isinstance(kwargs, dict) else None
-    if thinking is None and body.get("reasoning_effort") == "none":
-        thinking = False
     stream_options = body.get("stream_options") or {}
     return ChatRequest(
         model=model,
-        history=turns[:-1],
-        message=turns[-1]["content"],
-        system="\n\n".join(system) if system else None,
+        history=history or [],
+        message=message,
+        system=system,
         options=RunOptions(
             temperature=_number(body, "temperature", float),
             top_p=_number(body, "top_p", float),
             top_k=_number(body, "top_k", int),
             max_tokens=max_tokens,
             seed=_number(body, "seed", int),
-            thinking=thinking if isinstance(thinking, bool) else None,
+            thinking=thinking,
         ),
         stop=stops,
         stream=bool(body.get("stream")),
         include_usage=isinstance(stream_options, dict) and bool(stream_options.get("include_usage")),
+        raw=raw,
     )
 
 
@@ -301,6 +338,9 @@ class StopScanner:
 
 def generate(model: Model, req: ChatRequest, cancel: threading.Event) -> Iterator[Piece | Finished]:
     """Answer `req` on `model` (in a worker thread): text pieces as they come, then Finished."""
+    if req.raw:
+        yield from _continue(model, req, cancel)
+        return
     if not has_chat_template(model.bundle):
         raise ServeError(
             400,
@@ -398,6 +438,65 @@ def _answer(
     )
 
 
+def _continue(model: Model, req: ChatRequest, cancel: threading.Event) -> Iterator[Piece | Finished]:
+    """A text completion: the prompt continued as it is, in a fresh session (no turns, no template)."""
+    try:
+        sampler = effective_sampler(model.bundle, req.options)
+    except LitertError as exc:
+        raise ServeError(400, exc.message) from exc
+    cap = sampler.max_tokens
+    with model.lock:
+        if cancel.is_set():
+            return
+        try:
+            engine = model.ensure_engine()
+        except LitertError as exc:
+            raise ServeError(500, str(exc), code="model_load_failed", kind="server_error") from exc
+        prompt = len(engine.tokenize(req.message))
+        context = int(model.bundle.llm.max_num_tokens)
+        if context and prompt >= context:  # the runtime's own refusal only reaches its log
+            raise ServeError(
+                400,
+                f"The prompt ({prompt} tokens) does not fit this model's context of {context} tokens",
+                code="context_length_exceeded",
+                param="prompt",
+            )
+        session = engine.create_session(
+            apply_prompt_template=False, sampler_config=sampler_config(sampler, req.options.seed)
+        )
+        scan, decoded, reason = StopScanner(req.stop), 0, "stop"
+        try:
+            try:
+                session.run_prefill([req.message])
+                for responses in session.run_decode_async():
+                    decoded += 1
+                    text = scan.feed("".join(responses.texts))
+                    if text:
+                        yield Piece(text)
+                    if cancel.is_set() or scan.stopped:
+                        break
+                    if cap is not None and decoded >= cap:
+                        reason = "length"
+                        break
+            except RuntimeError as exc:
+                if not any(marker in str(exc) for marker in CONTEXT_FULL_MARKERS):
+                    raise ServeError(500, f"generation failed: {exc}", kind="server_error") from exc
+                if decoded == 0:
+                    raise ServeError(
+                        400,
+                        f"The prompt does not fit this model's context of {model.bundle.llm.max_num_tokens} tokens",
+                        code="context_length_exceeded",
+                        param="prompt",
+                    ) from exc
+                reason = "length"
+        finally:
+            session.close()
+    rest = "" if scan.stopped else scan.flush()
+    if rest:
+        yield Piece(rest)
+    yield Finished(reason, {"prompt_tokens": prompt, "completion_tokens": decoded, "total_tokens": prompt + decoded})
+
+
 def _prompt_tokens(engine: Any, conversation: Any, message: str) -> int:
     """The prompt's length in tokens: the conversation so far plus `message`, rendered by the template."""
     try:
@@ -458,7 +557,7 @@ async def events(models: Models, req: ChatRequest) -> AsyncIterator[Piece | Fini
 
 
 def make_app(models: Models) -> Any:
-    """The Starlette application: /v1/models, /v1/models/{id}, /v1/chat/completions."""
+    """The Starlette application: /v1/models, /v1/models/{id}, /v1/chat/completions, /v1/completions."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
@@ -481,66 +580,65 @@ def make_app(models: Models) -> Any:
         return JSONResponse(model_card(model.name, model.path))
 
     async def chat_completions(request: Request) -> Response:
+        return await answer(request, chat=True)
+
+    async def completions(request: Request) -> Response:
+        return await answer(request, chat=False)
+
+    async def answer(request: Request, chat: bool) -> Response:
+        """Both endpoints: the same generation, in chat.completion or text_completion shape."""
         try:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ServeError(400, f"the request body is not valid JSON: {exc}") from exc
-        req = parse_request(body)
-        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        req = parse_request(body) if chat else parse_completion_request(body)
+        completion_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
         created = int(time.time())
+        kind = "chat.completion" if chat else "text_completion"
         stream = events(models, req)
         first = await anext(stream)  # errors before the first token get their own status
+
+        def choice(text: str | None, reason: str | None, delta: bool = False) -> dict[str, Any]:
+            if not chat:
+                return {"index": 0, "text": text or "", "finish_reason": reason, "logprobs": None}
+            content = {} if text is None else {"content": text}
+            if not delta:
+                content = {"role": "assistant", **content}
+            return {"index": 0, ("delta" if delta else "message"): content, "finish_reason": reason, "logprobs": None}
+
+        def envelope(choices: list[dict[str, Any]], streamed: bool, **extra: Any) -> dict[str, Any]:
+            obj = f"{kind}.chunk" if streamed and chat else kind
+            return {"id": completion_id, "object": obj, "created": created, "model": req.model, "choices": choices,
+                    **extra}  # fmt: skip
+
         if not req.stream:
             text, finished = [], first
             while isinstance(finished, Piece):
                 text.append(finished.text)
                 finished = await anext(stream)
             await stream.aclose()
-            return JSONResponse(
-                {
-                    "id": completion_id,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": req.model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": "".join(text)},
-                            "finish_reason": finished.reason,
-                            "logprobs": None,
-                        }
-                    ],
-                    "usage": finished.usage,
-                }
-            )
+            return JSONResponse(envelope([choice("".join(text), finished.reason)], False, usage=finished.usage))
 
-        def chunk(delta: dict[str, Any], reason: str | None = None) -> str:
-            data = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": req.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": reason, "logprobs": None}],
-            }
+        def sse_data(data: dict[str, Any]) -> str:
             return f"data: {json.dumps(data)}\n\n"
 
         async def sse() -> AsyncIterator[str]:
             try:
-                yield chunk({"role": "assistant", "content": ""})
+                if chat:  # the role first, as OpenAI does
+                    first_delta = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                    yield sse_data(envelope([first_delta], True))
                 event: Any = first
                 while True:
                     if isinstance(event, Piece):
-                        yield chunk({"content": event.text})
+                        yield sse_data(envelope([choice(event.text, None, delta=True)], True))
                     else:
-                        yield chunk({}, event.reason)
+                        yield sse_data(envelope([choice(None if chat else "", event.reason, delta=True)], True))
                         if req.include_usage:
-                            usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                                     "model": req.model, "choices": [], "usage": event.usage}  # fmt: skip
-                            yield f"data: {json.dumps(usage)}\n\n"
+                            yield sse_data(envelope([], True, usage=event.usage))
                         break
                     event = await anext(stream)
             except ServeError as exc:
-                yield f"data: {json.dumps(exc.body())}\n\n"
+                yield sse_data(exc.body())
             finally:
                 await stream.aclose()
             yield "data: [DONE]\n\n"
@@ -566,6 +664,7 @@ def make_app(models: Models) -> Any:
             Route("/v1/models", list_models),
             Route("/v1/models/{model:path}", get_model),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
         ],
         exception_handlers={ServeError: serve_error, HTTPException: http_error, Exception: server_error},
     )
