@@ -88,6 +88,14 @@ def qwen3_bundle(tmp_path_factory: pytest.TempPathFactory, session_home: Path, t
     return bundle
 
 
+@pytest.fixture
+def spec_dir(tmp_path: Path, tiny_qwen3: Path, tiny_gemma3: Path) -> Path:
+    """A directory for a batch spec, holding the two tiny checkpoints as ./Qwen3-tiny and ./Gemma3-tiny."""
+    (tmp_path / "Qwen3-tiny").symlink_to(tiny_qwen3)
+    (tmp_path / "Gemma3-tiny").symlink_to(tiny_gemma3)
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def tiny_gemma3() -> Path:
     import litert_gemma3
@@ -103,3 +111,15 @@ def gemma3_bundle(tmp_path_factory: pytest.TempPathFactory, session_home: Path, 
     assert result.returncode == 0, result.stderr
     assert "gemma3 via litert-gemma3" in result.stderr
     return out
+
+
+# The files that take longest (a minute or more each), handed out first: with
+# `--dist loadfile` a worker takes whole files in collection order, so a long file collected
+# last would run alone at the end while the other worker idles.
+SLOW_FIRST = ("test_hub.py", "test_batch.py", "test_batch_ray.py", "test_verify.py", "test_llama.py",
+              "test_third_party.py", "test_reproducible.py", "test_progress.py", "test_serve.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))

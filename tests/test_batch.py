@@ -38,15 +38,6 @@ GOOD = ["Qwen3-tiny-dynamic_int8", "Qwen3-tiny-none", "Gemma3-tiny-dynamic_int8"
 BAD = "Qwen3-tiny-dynamic_int4_block128"
 
 
-@pytest.fixture
-def spec_dir(tmp_path: Path, tiny_qwen3: Path, tiny_gemma3: Path) -> Path:
-    """A directory holding the spec and the two tiny checkpoints under the names it uses."""
-    (tmp_path / "Qwen3-tiny").symlink_to(tiny_qwen3)
-    (tmp_path / "Gemma3-tiny").symlink_to(tiny_gemma3)
-    (tmp_path / "batch.toml").write_text(SPEC)
-    return tmp_path
-
-
 def batch(spec_dir: Path, home: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
     result = run_cli("batch", spec_dir / "batch.toml", "--json", *args, home=home, cwd=spec_dir)
     return result, json.loads(result.stdout)
@@ -87,6 +78,7 @@ def test_spec_expands_and_checks(tmp_path: Path) -> None:
 
 
 def test_local_batch_a_failing_job_and_resuming(spec_dir: Path, tmp_path: Path) -> None:
+    (spec_dir / "batch.toml").write_text(SPEC)
     home = tmp_path / "home"
     first, report = batch(spec_dir, home)
     assert first.returncode == 1, first.stderr  # one job failed
@@ -113,24 +105,8 @@ def test_local_batch_a_failing_job_and_resuming(spec_dir: Path, tmp_path: Path) 
     assert len(table.stdout.splitlines()) == 6
 
 
-def test_ray_batch_on_a_local_cluster(spec_dir: Path, tmp_path: Path) -> None:
-    pytest.importorskip("ray")
-    home, out = tmp_path / "home", tmp_path / "shared-output"
-    # The same 2 × 2 (+ 1 failing) batch with one prefill signature and no parity check: what
-    # is under test here is Ray placing the jobs, not the conversions (the local test checks those).
-    spec = SPEC.replace("prefill_lengths = [8, 64]", "prefill_lengths = [8]\nverify = false")
-    (spec_dir / "batch.toml").write_text(spec.replace("kv_cache_max_len = 256", "kv_cache_max_len = 128"))
-    first, report = batch(spec_dir, home, "--ray", "local", "--output", str(out))
-    assert first.returncode == 1, first.stderr
-    assert statuses(report) == {**dict.fromkeys(GOOD, "converted"), BAD: "failed"}
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{name}.litertlm" for name in GOOD)
-    assert "on Ray (local)" in first.stderr and "submitted" in first.stderr
-    again, report = batch(spec_dir, home, "--ray", "local", "--output", str(out))
-    assert again.returncode == 1
-    assert statuses(report) == {**dict.fromkeys(GOOD, "in store"), BAD: "failed"}
-
-
 def test_ctrl_c_stops_the_batch_and_leaves_nothing_half_written(spec_dir: Path, tmp_path: Path) -> None:
+    (spec_dir / "batch.toml").write_text(SPEC)
     home = tmp_path / "home"
     env = {**os.environ, "LITERT_HOME": str(home)}
     proc = subprocess.Popen(
