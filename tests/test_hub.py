@@ -253,22 +253,6 @@ def test_run_converts_a_hub_id_first(hub: FakeHub, tmp_path: Path) -> None:
     assert result.stdout.strip().splitlines()[-1] == "The capital of France is Paris."
 
 
-def test_models_list_and_rm(converted: dict, hub: FakeHub, home: Path) -> None:
-    listing = run_cli("models", "list", home=home)
-    assert listing.returncode == 0
-    header, *rows = listing.stdout.splitlines()
-    assert header.split()[:6] == ["NAME", "SOURCE", "REVISION", "QUANTIZE", "SIZE", "PARITY"]
-    row = next(r for r in rows if r.startswith(QWEN))
-    assert hub.repos[QWEN].refs["main"][:12] in row and "pass" in row
-    data = json.loads(run_cli("models", "list", "--json", home=home).stdout)
-    bundle = Path(data[QWEN]["path"])
-    removed = run_cli("models", "rm", QWEN, home=home)
-    assert removed.returncode == 0 and not bundle.exists()
-    assert QWEN not in json.loads(run_cli("models", "list", "--json", home=home).stdout)
-    again = run_cli("models", "rm", QWEN, home=home)
-    assert again.returncode == 1 and "no stored model named" in again.stderr
-
-
 BUNDLE_REPO = "litert-community/Qwen3-tiny"
 TWO_BUNDLES = "litert-community/two-bundles"
 
@@ -314,17 +298,7 @@ WRITER = "hf_test_token_that_may_write"  # a token of the loopback server only
 PUSHED = "someone/Qwen3-tiny-litert"
 
 
-@pytest.fixture(scope="module")
-def push_home(hub: FakeHub, hf_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store holding litert-test/Qwen3-tiny converted from the loopback Hub (with its parity report)."""
-    home = tmp_path_factory.mktemp("push-home")
-    result = run_cli("convert", QWEN, *SMALLEST, home=home, env=hub_env(hub, hf_home))
-    assert result.returncode == 0, result.stderr
-    return home
-
-
-def test_push_needs_a_token_that_may_write(push_home: Path, hub: FakeHub, hf_home: Path) -> None:
-    home = push_home
+def test_push_needs_a_token_that_may_write(converted: dict, hub: FakeHub, hf_home: Path, home: Path) -> None:
     env = hub_env(hub, hf_home)
     line = one_error_line(run_cli("push", QWEN, PUSHED, home=home, env=env))
     assert "needs a Hugging Face token" in line and "HF_TOKEN" in line
@@ -337,11 +311,10 @@ def test_push_needs_a_token_that_may_write(push_home: Path, hub: FakeHub, hf_hom
     assert "no stored model named 'no-such-model'" in line
 
 
-def test_push_uploads_the_bundle_with_a_model_card(push_home: Path, hub: FakeHub, hf_home: Path, tiny_qwen3: Path,
-                                                   tmp_path: Path) -> None:  # fmt: skip
+def test_push_uploads_the_bundle_with_a_model_card(converted: dict, hub: FakeHub, hf_home: Path, home: Path,
+                                                   tiny_qwen3: Path, tmp_path: Path) -> None:  # fmt: skip
     import hashlib
 
-    home = push_home
     hub.writers.add(WRITER)
     hub.auth.clear()
     env = hub_env(hub, hf_home, HF_TOKEN=WRITER)
@@ -392,3 +365,20 @@ def test_push_of_a_local_conversion_says_the_licence_is_unknown(
     assert again.returncode == 0, again.stderr
     card = hub.repos["someone/local-qwen"].commits[hub.repos["someone/local-qwen"].refs["main"]]["README.md"].decode()
     assert "license: mit" in card
+
+
+# Last: it removes the stored conversion the tests above share.
+def test_models_list_and_rm(converted: dict, hub: FakeHub, home: Path) -> None:
+    listing = run_cli("models", "list", home=home)
+    assert listing.returncode == 0
+    header, *rows = listing.stdout.splitlines()
+    assert header.split()[:6] == ["NAME", "SOURCE", "REVISION", "QUANTIZE", "SIZE", "PARITY"]
+    row = next(r for r in rows if r.startswith(QWEN))
+    assert hub.repos[QWEN].refs["main"][:12] in row and "pass" in row
+    data = json.loads(run_cli("models", "list", "--json", home=home).stdout)
+    bundle = Path(data[QWEN]["path"])
+    removed = run_cli("models", "rm", QWEN, home=home)
+    assert removed.returncode == 0 and not bundle.exists()
+    assert QWEN not in json.loads(run_cli("models", "list", "--json", home=home).stdout)
+    again = run_cli("models", "rm", QWEN, home=home)
+    assert again.returncode == 1 and "no stored model named" in again.stderr
