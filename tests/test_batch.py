@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -117,9 +118,17 @@ def test_ctrl_c_stops_the_batch_and_leaves_nothing_half_written(spec_dir: Path, 
     for line in proc.stderr:
         if "start" in line:
             break
+    # Interrupt while the first job is converting (its log shows the export under way).
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+        "Building the model" in log.read_text() for log in home.glob("logs/batch-*/*.log")
+    ):
+        time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "not run" in err
+    log = next(home.glob("logs/batch-*/Qwen3-tiny-dynamic_int8.log")).read_text()
+    assert "interrupted" in log  # the conversion itself was stopped, and said so
     models = home / "models"
     assert not models.exists() or not list(models.iterdir())  # no bundle, no partial file

@@ -334,10 +334,16 @@ def run_local(jobs: list[Job], workers: int | None, log_dir: Path, report: Repor
             return False  # unknown size: alone
         return sum(running.values()) + need <= budget
 
+    threads: dict[str, threading.Thread] = {}
+
     def start(job: Job) -> None:
+        # The thread first: Ctrl-C may land anywhere in here, and a job counted as running
+        # must have a thread that will report it.
+        thread = threading.Thread(target=lambda: done.put(run_job(job, log_dir=log_dir)), daemon=True)
+        threads[job.name] = thread
+        thread.start()
         running[job.name] = estimates[job.name] or budget
         report("start", job, None)
-        threading.Thread(target=lambda: done.put(run_job(job, log_dir=log_dir)), daemon=True).start()
 
     try:
         while pending or running:
@@ -352,15 +358,15 @@ def run_local(jobs: list[Job], workers: int | None, log_dir: Path, report: Repor
         for job in pending:
             results[job.name] = JobResult(job=job, status="not run")
         deadline = time.monotonic() + 60
-        while running and time.monotonic() < deadline:
+        started = set(threads)
+        while started - set(results) and time.monotonic() < deadline:
             try:
                 result = done.get(timeout=1)
             except queue.Empty:
                 continue
-            running.pop(result.job.name, None)
             result.status = "interrupted" if not result.ok else result.status
             results[result.job.name] = result
-        for name in running:
+        for name in started - set(results):
             job = next(j for j in jobs if j.name == name)
             results[name] = JobResult(job=job, status="interrupted", error="interrupted")
         raise BatchInterrupted([results[j.name] for j in jobs if j.name in results]) from None
