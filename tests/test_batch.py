@@ -129,6 +129,6 @@ def test_ctrl_c_stops_the_batch_and_leaves_nothing_half_written(spec_dir: Path, 
     assert proc.returncode == 130, err
     assert "interrupted" in err and "not run" in err
     log = next(home.glob("logs/batch-*/Qwen3-tiny-dynamic_int8.log")).read_text()
-    assert "interrupted" in log  # the conversion itself was stopped, and said so
+    assert "interrupted" in log, log  # the conversion itself was stopped, and said so
     models = home / "models"
     assert not models.exists() or not list(models.iterdir())  # no bundle, no partial file

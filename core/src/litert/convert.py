@@ -19,7 +19,7 @@ from typing import Any
 import litert
 from litert import checkpoint as checkpoint_lib
 from litert import hf, store, templates, tokenizer, weights
-from litert.console import Progress, Steps, captured_native_output
+from litert.console import Progress, Steps, captured_native_output, check_interrupted
 from litert.errors import LitertError
 from litert.plugins import PluginSet, get_plugins
 from litert.types import Checkpoint, Claim, ExportSettings, PromptFormat, SamplerDefaults, TokenizerAssets
@@ -431,6 +431,8 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                         "of the architecture than this checkpoint's (report it to the plugin's maintainers)",
                     ) from exc
                 except Exception as exc:
+                    # A library that turned the user's Ctrl-C into an error of its own: an interrupt.
+                    check_interrupted()
                     full = _disk_full(exc)
                     if full is not None:
                         raise LitertError(
