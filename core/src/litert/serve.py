@@ -39,6 +39,7 @@ from litert.runtime import (
     open_engine,
     sampler_config,
 )
+from litert.types import SamplerDefaults
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -336,6 +337,22 @@ class StopScanner:
         return out
 
 
+def _sampler(model: Model, req: ChatRequest) -> SamplerDefaults:
+    """The bundle's sampler with the request's overrides; values the runtime cannot use are a 400."""
+    try:
+        return effective_sampler(model.bundle, req.options)
+    except LitertError as exc:
+        raise ServeError(400, exc.message) from exc
+
+
+def _engine(model: Model) -> Any:
+    """The model's engine (the caller holds its lock); a bundle the runtime refuses is a 500."""
+    try:
+        return model.ensure_engine()
+    except LitertError as exc:
+        raise ServeError(500, str(exc), code="model_load_failed", kind="server_error") from exc
+
+
 def generate(model: Model, req: ChatRequest, cancel: threading.Event) -> Iterator[Piece | Finished]:
     """Answer `req` on `model` (in a worker thread): text pieces as they come, then Finished."""
     if req.raw:
@@ -348,20 +365,14 @@ def generate(model: Model, req: ChatRequest, cancel: threading.Event) -> Iterato
             code="unsupported_model",
             param="model",
         )
-    try:
-        sampler = effective_sampler(model.bundle, req.options)
-    except LitertError as exc:
-        raise ServeError(400, exc.message) from exc
+    sampler = _sampler(model, req)
     tags = model.bundle.summary.get("reasoning_tags")
     hidden = (tags[0], tags[1]) if tags else None
     cap = sampler.max_tokens
     with model.lock:
         if cancel.is_set():
             return
-        try:
-            engine = model.ensure_engine()
-        except LitertError as exc:
-            raise ServeError(500, str(exc), code="model_load_failed", kind="server_error") from exc
+        engine = _engine(model)
         try:
             conversation = engine.create_conversation(
                 messages=req.history or None,
@@ -440,18 +451,12 @@ def _answer(
 
 def _continue(model: Model, req: ChatRequest, cancel: threading.Event) -> Iterator[Piece | Finished]:
     """A text completion: the prompt continued as it is, in a fresh session (no turns, no template)."""
-    try:
-        sampler = effective_sampler(model.bundle, req.options)
-    except LitertError as exc:
-        raise ServeError(400, exc.message) from exc
+    sampler = _sampler(model, req)
     cap = sampler.max_tokens
     with model.lock:
         if cancel.is_set():
             return
-        try:
-            engine = model.ensure_engine()
-        except LitertError as exc:
-            raise ServeError(500, str(exc), code="model_load_failed", kind="server_error") from exc
+        engine = _engine(model)
         prompt = len(engine.tokenize(req.message))
         context = int(model.bundle.llm.max_num_tokens)
         if context and prompt >= context:  # the runtime's own refusal only reaches its log
