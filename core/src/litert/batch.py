@@ -293,8 +293,8 @@ def run_job(job: Job, env: dict[str, str] | None = None, log_dir: Path | None = 
             result.status = "parity failed"
     if proc.returncode in (-2, 130, -15, 143):
         result.status, result.error = "interrupted", "interrupted"
-    elif proc.returncode != 0 and result.status in ("converted", "in store", "failed"):
-        result.status = "failed" if result.status != "parity failed" else result.status
+    elif proc.returncode != 0 and result.status != "parity failed":
+        result.status = "failed"
     if result.status not in ("converted", "in store"):
         result.error = result.error or _last_error(stderr)
     return result

@@ -25,11 +25,20 @@ def check_block_quantization(module: Any, quantize: str) -> None:
         return
     import torch
 
-    block = int(quantize.removeprefix("dynamic_int4_block"))
-    odd = sorted(
-        {m.in_features for m in module.modules() if isinstance(m, torch.nn.Linear) and m.in_features % block}
-        | {m.embedding_dim for m in module.modules() if isinstance(m, torch.nn.Embedding) and m.embedding_dim % block}
+    check_block_dims(
+        quantize,
+        {m.in_features for m in module.modules() if isinstance(m, torch.nn.Linear)}
+        | {m.embedding_dim for m in module.modules() if isinstance(m, torch.nn.Embedding)},
     )
+
+
+def check_block_dims(quantize: str, dims: set[int]) -> None:
+    """Refuse a blockwise int4 recipe when any of the weights' input dimensions `dims` is not a
+    multiple of its block, naming them and the recipe that fits (planning and export both ask)."""
+    if not quantize.startswith("dynamic_int4_block"):
+        return
+    block = int(quantize.removeprefix("dynamic_int4_block"))
+    odd = sorted(d for d in dims if d % block)
     if odd:
         smaller = [r for r in ("dynamic_int4_block32",) if all(d % 32 == 0 for d in odd) and r != quantize]
         raise LitertError(

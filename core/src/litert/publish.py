@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +37,11 @@ class Pushed:
     licence: Licence
 
 
-def _front_matter(text: str) -> dict[str, str]:
-    """The flat `key: value` lines of a README's YAML front matter (enough for licence fields)."""
-    m = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, re.S)
-    if not m:
-        return {}
-    fields = {}
-    for line in m.group(1).splitlines():
-        kv = re.match(r"^([A-Za-z_][\w-]*):\s*(.+?)\s*$", line)
-        if kv:
-            fields[kv.group(1)] = kv.group(2).strip("'\"")
-    return fields
+def _licence(card: dict[str, Any] | None, origin: str) -> Licence | None:
+    """The licence a model card's metadata declares, if any."""
+    if not card or not card.get("license"):
+        return None
+    return Licence(str(card["license"]), card.get("license_name"), card.get("license_link"), origin=origin)
 
 
 def source_licence(entry: dict[str, Any]) -> Licence:
@@ -64,17 +57,19 @@ def source_licence(entry: dict[str, Any]) -> Licence:
             info = HfApi().model_info(source, revision=entry.get("revision") or None)
         except (HfHubHTTPError, OSError, ValueError):
             return Licence(None, origin=f"unknown (the card of {source} could not be read)")
-        card = info.card_data.to_dict() if info.card_data is not None else {}
-        if card.get("license"):
-            return Licence(card["license"], card.get("license_name"), card.get("license_link"),
-                           origin=f"the card of {source}")  # fmt: skip
-        return Licence(None, origin=f"unknown ({source} declares none)")
+        card = info.card_data.to_dict() if info.card_data is not None else None
+        return _licence(card, f"the card of {source}") or Licence(None, origin=f"unknown ({source} declares none)")
     readme = Path(source) / "README.md"
     if readme.is_file():
-        fields = _front_matter(readme.read_text(encoding="utf-8", errors="replace"))
-        if fields.get("license"):
-            return Licence(fields["license"], fields.get("license_name"), fields.get("license_link"),
-                           origin=f"{readme}")  # fmt: skip
+        import yaml  # huggingface_hub's own dependency, which parses the metadata
+        from huggingface_hub import metadata_load
+
+        try:
+            found = _licence(metadata_load(readme), str(readme))
+        except (ValueError, yaml.YAMLError) as exc:
+            return Licence(None, origin=f"unknown ({readme} has metadata that does not parse: {exc})")
+        if found:
+            return found
     return Licence(None, origin="unknown (the local checkpoint has no README.md with a licence)")
 
 
@@ -89,7 +84,7 @@ def _source_line(entry: dict[str, Any], conversion: dict[str, Any]) -> str:
     return f"a local checkpoint (`{Path(source).name}`)"
 
 
-def model_card(name: str, repo_id: str, entry: dict[str, Any], bundle: Path, licence: Licence) -> str:
+def model_card(repo_id: str, entry: dict[str, Any], bundle: Path, licence: Licence) -> str:
     """The README.md pushed beside the bundle."""
     import hashlib
     import json
@@ -106,16 +101,18 @@ def model_card(name: str, repo_id: str, entry: dict[str, Any], bundle: Path, lic
     source = str(entry.get("source") or conversion.get("source") or "")
     with open(bundle, "rb") as f:
         sha256 = hashlib.file_digest(f, "sha256").hexdigest()
-    front = ["---"]
-    front.append(f"license: {licence.id or 'unknown'}")
-    if licence.name:
-        front.append(f"license_name: {licence.name}")
-    if licence.link:
-        front.append(f"license_link: {licence.link}")
-    if is_hub_id(source):
-        front.append(f"base_model: {source}")
-    front += ["library_name: litert-lm", "pipeline_tag: text-generation",
-              "tags:", "- litert", "- litert-lm", "- tflite", "- on-device", "---", ""]  # fmt: skip
+    from huggingface_hub import ModelCardData
+
+    metadata = ModelCardData(
+        license=licence.id or "unknown",
+        license_name=licence.name,
+        license_link=licence.link,
+        base_model=source if is_hub_id(source) else None,
+        library_name="litert-lm",
+        pipeline_tag="text-generation",
+        tags=["litert", "litert-lm", "tflite", "on-device"],
+    )
+    front = ["---", metadata.to_yaml(), "---", ""]
     plugin = conversion.get("plugin") or {}
     file = bundle.name
     lines = [
@@ -186,16 +183,17 @@ def model_card(name: str, repo_id: str, entry: dict[str, Any], bundle: Path, lic
 def push(name: str, repo_id: str, private: bool, licence_override: str | None = None) -> Pushed:
     """Upload the stored bundle `name` and its card to `repo_id` (created if needed)."""
     from huggingface_hub import CommitOperationAdd, HfApi, get_token
-    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError
 
     from litert import store
     from litert.checkpoint import is_hub_id
 
     if not is_hub_id(repo_id) or Path(repo_id).exists():
         raise LitertError(f"{repo_id!r} is not a Hub repository id", "use ORG/NAME, e.g. my-org/Qwen3-0.6B-litert")
-    entry = store.load_index().get(name)
+    models = store.load_index()
+    entry = models.get(name)
     if entry is None:
-        names = sorted(store.load_index())
+        names = sorted(models)
         raise LitertError(
             f"no stored model named {name!r}",
             f"stored models: {', '.join(names)}" if names else "convert one first: litert convert SOURCE",
@@ -205,7 +203,7 @@ def push(name: str, repo_id: str, private: bool, licence_override: str | None = 
         raise LitertError(f"the bundle stored as {name!r} is gone from {bundle}", "convert it again")
     licence = Licence(licence_override, origin="--license") if licence_override else source_licence(entry)
     file = f"{name.split('/')[-1]}.litertlm"
-    card = model_card(name, repo_id, entry, bundle, licence).encode()
+    card = model_card(repo_id, entry, bundle, licence).encode()
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     if not get_token():
         raise LitertError(f"pushing to {repo_id} needs a Hugging Face token", "set HF_TOKEN or run `hf auth login`")
@@ -220,10 +218,6 @@ def push(name: str, repo_id: str, private: bool, licence_override: str | None = 
             ],
             commit_message=f"Add {file} (converted by litert)",
         )
-    except LocalTokenNotFoundError as exc:
-        raise LitertError(
-            f"pushing to {repo_id} needs a Hugging Face token", "set HF_TOKEN or run `hf auth login`"
-        ) from exc
     except HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
         if status in (401, 403):

@@ -267,15 +267,14 @@ def _generation_failed(exc: Exception) -> LitertError:
 def continue_raw(engine: Any, sampler_config: Any, text: str, cap: int | None) -> Iterator[str]:
     """Continue `text` as it is, without turn markers (a base model), at most `cap` tokens.
 
-    A fresh session per prompt: a base model has no turns to keep.
+    One item per decoded token (empty when the token has no text of its own), so callers
+    can count tokens. A fresh session per prompt: a base model has no turns to keep.
     """
     session = engine.create_session(apply_prompt_template=False, sampler_config=sampler_config)
     try:
         session.run_prefill([text])
         for n, responses in enumerate(session.run_decode_async(), start=1):
-            piece = "".join(responses.texts)
-            if piece:
-                yield piece
+            yield "".join(responses.texts)
             if cap is not None and n >= cap:
                 break
     finally:

@@ -34,6 +34,7 @@ from litert.runtime import (
     HIDDEN_REASONING_TOKENS,
     ReasoningFilter,
     RunOptions,
+    continue_raw,
     effective_sampler,
     has_chat_template,
     open_engine,
@@ -228,7 +229,6 @@ class Model:
         self.lock = threading.Lock()
         """Held for a whole generation: requests to this model take turns."""
         self.engine: Any = None
-        self.created = int(path.stat().st_mtime)
 
     def ensure_engine(self) -> Any:
         """The engine, opened now if this is the model's first request (the caller holds the lock)."""
@@ -466,36 +466,25 @@ def _continue(model: Model, req: ChatRequest, cancel: threading.Event) -> Iterat
                 code="context_length_exceeded",
                 param="prompt",
             )
-        session = engine.create_session(
-            apply_prompt_template=False, sampler_config=sampler_config(sampler, req.options.seed)
-        )
+        steps = continue_raw(engine, sampler_config(sampler, req.options.seed), req.message, cap)
         scan, decoded, reason = StopScanner(req.stop), 0, "stop"
         try:
-            try:
-                session.run_prefill([req.message])
-                for responses in session.run_decode_async():
-                    decoded += 1
-                    text = scan.feed("".join(responses.texts))
-                    if text:
-                        yield Piece(text)
-                    if cancel.is_set() or scan.stopped:
-                        break
-                    if cap is not None and decoded >= cap:
-                        reason = "length"
-                        break
-            except RuntimeError as exc:
-                if not any(marker in str(exc) for marker in CONTEXT_FULL_MARKERS):
-                    raise ServeError(500, f"generation failed: {exc}", kind="server_error") from exc
-                if decoded == 0:
-                    raise ServeError(
-                        400,
-                        f"The prompt does not fit this model's context of {model.bundle.llm.max_num_tokens} tokens",
-                        code="context_length_exceeded",
-                        param="prompt",
-                    ) from exc
-                reason = "length"
+            for piece in steps:
+                decoded += 1
+                text = scan.feed(piece)
+                if text:
+                    yield Piece(text)
+                if cancel.is_set() or scan.stopped:
+                    break
+            else:
+                if cap is not None and decoded >= cap:
+                    reason = "length"
+        except RuntimeError as exc:
+            if not any(marker in str(exc) for marker in CONTEXT_FULL_MARKERS):
+                raise ServeError(500, f"generation failed: {exc}", kind="server_error") from exc
+            reason = "length"  # the context filled up while answering
         finally:
-            session.close()
+            steps.close()  # the session is closed here, while the model's lock is held
     rest = "" if scan.stopped else scan.flush()
     if rest:
         yield Piece(rest)
@@ -684,10 +673,11 @@ def resolve_models(names: list[str]) -> Models:
 
     if not names:
         return Models()
+    stored = store.load_index()
     given: dict[str, Path] = {}
     for name in names:
         path = store.resolve_model(name)
-        served = name if store.load_index().get(name) else path.stem
+        served = name if name in stored else path.stem
         if served in given and given[served] != path:
             raise LitertError(f"two bundles would both be served as {served!r}", "rename one of the files")
         given[served] = path
