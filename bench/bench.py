@@ -10,6 +10,12 @@ and a markdown table with ratios against the baselines.
 
     nox -s bench -- --models qwen3-0.6b --out bench/results
     nox -s bench -- --models qwen3-0.6b --paths litert,int4,classic   # int4 (dynamic_int4_block32) beside int8
+    nox -s bench -- --models qwen3-0.6b --paths litert,loaded          # what streamed weights buy
+    nox -s bench -- --models qwen3-8b --paths litert --no-runtime      # conversion only
+
+Paths: `litert` (the default conversion), `int4` (litert with dynamic_int4_block32),
+`loaded` (litert with LITERT_STREAM_WEIGHTS=0: the model's weights loaded whole, as before
+streaming), `classic` and `export_hf` (the baselines).
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ CONFIGS = {
                        num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
     "qwen3-4b": dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
                      num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
+    "qwen3-8b": dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
+                     num_key_value_heads=8, head_dim=128, tie_word_embeddings=False),
     # google/gemma-3-1b-it, in the Hub's config vintage (rope_theta, rope_local_base_freq,
     # sliding_window_pattern at the top level).
     "gemma3-1b": dict(hidden_size=1152, intermediate_size=6912, num_hidden_layers=26, num_attention_heads=4,
@@ -93,6 +101,8 @@ def make_checkpoint(name: str, dest: Path) -> Path:
     if gemma:
         norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
     state = {"model.embed_tokens.weight": rand(cfg["vocab_size"], h), "model.norm.weight": norm(h)}
+    if not cfg.get("tie_word_embeddings", True):
+        state["lm_head.weight"] = rand(cfg["vocab_size"], h)
     shard, index, n = {}, {}, 1
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
@@ -198,6 +208,7 @@ def main() -> int:
     ap.add_argument("--work", default=str(ROOT / ".bench"))
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--table", metavar="BENCH_JSON", help="only print the markdown table of an earlier run")
+    ap.add_argument("--no-runtime", action="store_true", help="skip litert-lm benchmark on the bundles")
     args = ap.parse_args()
     if args.table:
         print(table(json.loads(Path(args.table).read_text())), end="")
@@ -224,7 +235,8 @@ def main() -> int:
                 if produced:
                     shutil.move(str(produced[0]), bundle)
             else:
-                env = {**home, "LITERT_CLASSIC_EXPORT": "1" if path == "classic" else "0"}
+                env = {**home, "LITERT_CLASSIC_EXPORT": "1" if path == "classic" else "0",
+                       "LITERT_STREAM_WEIGHTS": "0" if path == "loaded" else "1"}  # fmt: skip
                 settings = list(REFERENCE)
                 if path == "int4":  # litert with the blockwise int4 recipe instead of int8
                     settings[settings.index("dynamic_int8")] = "dynamic_int4_block32"
@@ -232,7 +244,8 @@ def main() -> int:
                               env)  # fmt: skip
             if bundle.is_file():
                 row["bundle_bytes"] = bundle.stat().st_size
-                row.update(runtime_speed(bundle))
+                if not args.no_runtime:
+                    row.update(runtime_speed(bundle))
                 if row.get("decode_tok_s"):
                     row["decode_gb_s"] = round(row["decode_tok_s"] * row["bundle_bytes"] / 1e9, 1)
             rows[path] = row

@@ -113,10 +113,32 @@ def _wrong_prompt_format(ckpt: Path) -> None:
     (ckpt / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False))
 
 
+@pytest.fixture(scope="module")
+def mismatched(tmp_path_factory: pytest.TempPathFactory, tiny_qwen3: Path) -> tuple[Path, Path]:
+    """(home, bundle): the tiny Qwen3 with a swapped tokenizer, converted without verifying."""
+    tmp = tmp_path_factory.mktemp("mismatched")
+    broken = _copy(tiny_qwen3, tmp / "mismatched")
+    _swap_tokens(broken)
+    home, bundle = tmp / "home", tmp / "mismatched.litertlm"
+    result = run_cli("convert", broken, *SMALLEST, "--quantize", "none", "--no-verify", "-o", bundle, home=home)
+    assert result.returncode == 0, result.stderr
+    assert "Verifying" not in result.stderr and "parity:" not in result.stdout
+    return home, bundle
+
+
+def _fails_with(tiny: Path, bundle: Path, home: Path, symptom: str) -> None:
+    # Measured against the original model, the broken bundle fails, and says why.
+    verify = run_cli("verify", tiny, bundle, "--tokens", "16", home=home)
+    assert verify.returncode == 1
+    assert "— FAIL" in verify.stdout
+    failures = [line for line in verify.stdout.splitlines() if line.startswith("failed: ")]
+    assert failures and any(symptom in f for f in failures), verify.stdout
+
+
 @pytest.mark.parametrize(
     ("breaker", "symptom"),
-    [(_break_rope, "top-1 agreement"), (_swap_tokens, "greedy tokens identical"), (_wrong_prompt_format, "greedy")],
-    ids=["wrong-rope-base", "swapped-tokenizer", "wrong-prompt-format"],
+    [(_break_rope, "top-1 agreement"), (_wrong_prompt_format, "greedy")],
+    ids=["wrong-rope-base", "wrong-prompt-format"],
 )
 def test_broken_bundle_fails_the_check(breaker, symptom: str, tmp_path: Path, tiny_qwen3: Path) -> None:
     broken = _copy(tiny_qwen3, tmp_path / "broken")
@@ -125,22 +147,16 @@ def test_broken_bundle_fails_the_check(breaker, symptom: str, tmp_path: Path, ti
     home = tmp_path / "home"
     result = run_cli("convert", broken, *SMALLEST, "--quantize", "none", "--no-verify", "-o", bundle, home=home)
     assert result.returncode == 0, result.stderr
-    # Measured against the original model, the broken bundle fails, and says why.
-    verify = run_cli("verify", tiny_qwen3, bundle, "--tokens", "16", home=home)
-    assert verify.returncode == 1
-    assert "— FAIL" in verify.stdout
-    failures = [line for line in verify.stdout.splitlines() if line.startswith("failed: ")]
-    assert failures and any(symptom in f for f in failures), verify.stdout
+    _fails_with(tiny_qwen3, bundle, home, symptom)
 
 
-def test_failed_bundle_is_kept_marked_failed_and_run_warns(tmp_path: Path, tiny_qwen3: Path) -> None:
-    broken = _copy(tiny_qwen3, tmp_path / "mismatched")
-    _swap_tokens(broken)
-    home = tmp_path / "home"
-    bundle = tmp_path / "mismatched.litertlm"
-    result = run_cli("convert", broken, *SMALLEST, "--quantize", "none", "--no-verify", "-o", bundle, home=home)
-    assert result.returncode == 0, result.stderr
-    assert "Verifying" not in result.stderr and "parity:" not in result.stdout
+def test_swapped_tokenizer_fails_the_check(mismatched: tuple[Path, Path], tiny_qwen3: Path) -> None:
+    home, bundle = mismatched
+    _fails_with(tiny_qwen3, bundle, home, "greedy tokens identical")
+
+
+def test_failed_bundle_is_kept_marked_failed_and_run_warns(mismatched: tuple[Path, Path], tiny_qwen3: Path) -> None:
+    home, bundle = mismatched
     check = run_cli("verify", tiny_qwen3, "mismatched", "--tokens", "16", home=home)
     assert check.returncode == 1
     entry = json.loads((home / "models.json").read_text())["models"]["mismatched"]

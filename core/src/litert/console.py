@@ -233,6 +233,15 @@ class Steps:
         if self._rich is not None:
             self._rich.update(self._task, description=label)  # type: ignore[attr-defined]
 
+    def restart(self, total: int, note: str) -> None:
+        """Start over with `total` steps, saying why (`note`, one line)."""
+        self.label, self.done, self.total = None, 0, total
+        if self._rich is not None:
+            self._rich.console.print(f"      {note}")  # type: ignore[attr-defined]
+            self._rich.update(self._task, completed=0, total=total)  # type: ignore[attr-defined]
+        else:
+            print(f"      {note}", file=self.stream, flush=True)
+
     def _finish_current(self) -> None:
         if self.label is None:
             return

@@ -18,7 +18,7 @@ from typing import Any
 
 import litert
 from litert import checkpoint as checkpoint_lib
-from litert import hf, store, templates, tokenizer, weights
+from litert import hf, store, streaming, templates, tokenizer, weights
 from litert.console import Progress, Steps, captured_native_output, check_interrupted
 from litert.errors import LitertError
 from litert.plugins import PluginSet, get_plugins
@@ -390,16 +390,27 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
             with captured_native_output(workdir / "convert.log", enabled=not options.verbose):
                 stage = "building the model"
                 try:
-                    with progress.stage("Building the model"):
+                    with progress.stage("Building the model"), streaming.streaming():
                         module = plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=plan.settings)
                     stage = "exporting and quantizing"
                     title = f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures ({s.quantize})"
                     with progress.stage(title, open_line=True):
                         from litert.lowering import lower, quantize
 
-                        n_steps = len(s.prefill_lengths) + 2 + (s.quantize != "none")
+                        streamed = getattr(module, streaming.ATTRIBUTE, None) is not None
+                        n_steps = len(s.prefill_lengths) + 2 + streamed + (s.quantize != "none")
                         with Steps(n_steps, progress.stream) as step:
-                            lowered = lower(module, plan.settings, workdir, step=step)
+                            try:
+                                lowered = lower(module, plan.settings, workdir, step=step)
+                            except streaming.NotStreamable as exc:
+                                # Detected, never silent: build again with the weights loaded.
+                                del module
+                                gc.collect()
+                                step.restart(n_steps - 1, f"note: {exc}; exporting again with the weights loaded")
+                                module = plugins.call(
+                                    plan.plugin, "build_model", claim=plan.claim, settings=plan.settings
+                                )
+                                lowered = lower(module, plan.settings, workdir, step=step)
                             del module  # the weights' last reference: quantizing reads the float file instead
                             gc.collect()
                             if s.quantize != "none":

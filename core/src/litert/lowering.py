@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from litert import streaming
 from litert.baseline import CLASSIC
 from litert.errors import LitertError
 from litert.types import ExportSettings
@@ -70,9 +71,15 @@ def lower(module: Any, settings: ExportSettings, workdir: Path, step: Callable[[
     lightweight_conversion=True)` (tests/test_lowering.py). Quantization is left to
     `quantize`, so the caller can free the torch model first.
 
-    `step(label)` is called as each step starts (one per signature, then the flatbuffer),
-    so the caller can show where a minutes-long export is.
+    `step(label)` is called as each step starts (one per signature, then the flatbuffer,
+    then writing streamed weights), so the caller can show where a minutes-long export is.
+
+    A module built with streamed weights (litert.streaming) is lowered with markers in
+    place of its large weights, which are then written into the float model from the
+    checkpoint; `NotStreamable` means it must be built again with its weights loaded.
     """
+    import contextlib
+
     import torch
     from litert_torch._convert import core, litert_converter
     from litert_torch._convert import interface as converter_utils
@@ -83,6 +90,9 @@ def lower(module: Any, settings: ExportSettings, workdir: Path, step: Callable[[
     from litert_torch.quantize import translate_recipe
 
     check_block_quantization(module, settings.quantize)
+    streamed = getattr(module, streaming.ATTRIBUTE, None)
+    if streamed is not None and (changed := streamed.changed(module)):
+        raise streaming.NotStreamable(f"the plugin changed {changed[0]} after loading it")
     config = getattr(module, "config", None)
     if config is None:
         raise LitertError(
@@ -112,13 +122,16 @@ def lower(module: Any, settings: ExportSettings, workdir: Path, step: Callable[[
         quant_config is None or quant_config._quantizer_mode == qcfg.QuantConfig._QuantizerMode.AI_EDGE_QUANTIZER
     )
     if CLASSIC or not by_quantizer:
+        if streamed is not None:
+            raise streaming.NotStreamable(f"{settings.quantize} quantizes while lowering, from the weights' values")
         with torch.inference_mode(False):
             edge.convert(quant_config=quant_config).export(str(path))
         return Lowered(path)
 
     signatures = edge._signatures
     step = step or (lambda label: None)
-    with torch.inference_mode(False):
+    watch = streaming.watching_lowering(streamed) if streamed is not None else contextlib.nullcontext()
+    with torch.inference_mode(False), watch:
         programs = []
         for i, sig in enumerate(signatures):
             step(f"tracing {getattr(sig, 'name', None) or f'signature {i + 1}'}")
@@ -129,7 +142,11 @@ def lower(module: Any, settings: ExportSettings, workdir: Path, step: Callable[[
         )
     float_path = path if quant_config is None else workdir / "model.float.tflite"
     exporter.to_file(str(float_path))
+    del exporter
     release_traced_graphs()
+    if streamed is not None:
+        step("writing the weights")
+        streaming.fill(float_path, streamed)
     recipe = translate_recipe.translate_to_ai_edge_recipe(quant_config.generative_recipe) if quant_config else None
     return Lowered(float_path, recipe)
 

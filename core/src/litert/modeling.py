@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from litert import streaming
 from litert.baseline import CLASSIC
 from litert.errors import LitertError
 from litert.types import Checkpoint
@@ -95,23 +96,26 @@ def load_weights(
         ``{r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq": "recomputed from config.json"}``.
     :return: the model, in eval mode.
     """
-    from litert_torch.generative.utilities import loader as loading_utils
-
     where = checkpoint.source or checkpoint.path
-    if CLASSIC:  # upstream's way, for the benchmark's baseline: an fp32 copy of every tensor at once
-        state = load_state_dict(checkpoint, dtype="float32")
-    else:
-        state = LazyStateDict(checkpoint)
-    if tied_lm_head:
-        state.pop("lm_head.weight", None)
-    patterns = [re.compile(p) for p in (unused or {})]
-    for key in [k for k in state if any(p.fullmatch(k) for p in patterns)]:
-        del state[key]
-    model_loader = loading_utils.ModelLoader(str(checkpoint.path), tensor_names, lambda _: state)
     try:
-        if CLASSIC:
+        if CLASSIC:  # upstream's way, for the benchmark's baseline: an fp32 copy of every tensor at once
+            state, model_loader = checkpoint_state(checkpoint, tensor_names, tied_lm_head, unused, everything=True)
             missing, _unexpected = model_loader.load(model, strict=not tied_lm_head)
+        elif streaming.active() and _streamable(model):
+            try:
+                streamed = streaming.StreamedWeights(
+                    checkpoint, tensor_names, tied_lm_head, dict(unused or {}), model.config
+                )
+                state, model_loader = checkpoint_state(
+                    checkpoint, tensor_names, tied_lm_head, unused, meta_from=streaming.threshold()
+                )
+                missing = _load_block_by_block(model, model_loader, state, streamed)
+                setattr(model, streaming.ATTRIBUTE, streamed)
+            except streaming.NotStreamable:  # e.g. a plugin's model holding other dtypes: load it whole
+                state, model_loader = checkpoint_state(checkpoint, tensor_names, tied_lm_head, unused)
+                missing = _load_block_by_block(model, model_loader, state)
         else:
+            state, model_loader = checkpoint_state(checkpoint, tensor_names, tied_lm_head, unused)
             missing = _load_block_by_block(model, model_loader, state)
     except KeyError as exc:
         raise LitertError(f"{where} has no tensor {exc}, which the plugin's model needs", _MISMATCH_HINT) from exc
@@ -144,17 +148,44 @@ _MISMATCH_HINT = (
 )
 
 
-class _WithoutBlocks:
-    """What ModelLoader.load sees of the model when only the embedding, final norm and LM head
-    are to be loaded: the same config with no transformer blocks."""
+def checkpoint_state(
+    checkpoint: Checkpoint,
+    tensor_names: Any,
+    tied_lm_head: bool,
+    unused: Mapping[str, str] | None,
+    everything: bool = False,
+    meta_from: int | None = None,
+) -> tuple[Any, Any]:
+    """The checkpoint's tensors (less those the model does without) and a litert-torch
+    ModelLoader mapping them to the model's names.
 
-    def __init__(self, model: Any, loaded: set[str]) -> None:
-        self._model, self._loaded = model, loaded
-        self.config = _NoBlocksConfig(model.config)
+    `everything` reads all of it as fp32 at once (the classic baseline); otherwise tensors
+    are read when taken (`LazyStateDict`), large ones as shapes only with `meta_from`.
+    """
+    from litert_torch.generative.utilities import loader as loading_utils
+
+    state: Any = (
+        load_state_dict(checkpoint, dtype="float32") if everything else LazyStateDict(checkpoint, meta_from=meta_from)
+    )
+    if tied_lm_head:
+        state.pop("lm_head.weight", None)
+    patterns = [re.compile(p) for p in (unused or {})]
+    for key in [k for k in state if any(p.fullmatch(k) for p in patterns)]:
+        del state[key]
+    return state, loading_utils.ModelLoader(str(checkpoint.path), tensor_names, lambda _: state)
+
+
+class _Capture:
+    """What ModelLoader.load sees as the model when only the embedding, final norm and LM
+    head are to be mapped: the same config with no transformer blocks; keeps the mapping."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = _NoBlocksConfig(config)
+        self.state: dict[str, Any] = {}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> Any:
-        self._loaded.update(state)
-        return self._model.load_state_dict(state, strict=False)
+        self.state = state
+        return [], []
 
 
 class _NoBlocksConfig:
@@ -167,23 +198,79 @@ class _NoBlocksConfig:
         return getattr(self._config, name)
 
 
-def _load_block_by_block(model: Any, loader: Any, state: Any) -> list[str]:
-    """litert-torch's ModelLoader.load, one transformer block at a time.
+def mapped_blocks(config: Any, loader: Any, state: Any) -> Iterator[dict[str, Any]]:
+    """The checkpoint's tensors under the model's names (litert-torch ModelLoader's mapping:
+    fused q/k/v and the rest), one group at a time: embedding, final norm and LM head, then
+    each transformer block. Each group is read when it is reached.
 
-    Its own `load` maps every tensor into one dict before copying, so the whole
-    checkpoint is in memory beside the fp32 model; here each block's tensors are read,
-    copied (and cast) into the model, and freed before the next. Returns the model's
+    litert-torch's own `ModelLoader.load` maps every tensor into one dict first, so the
+    whole checkpoint would be in memory beside the model. Tensors that come as shapes only
+    (device "meta", for streamed weights) stay so through the mapping, even when fused
+    with a tensor that was read.
+    """
+    with _MetaWins():
+        outer = _Capture(config)
+        loader.load(outer, strict=False)
+    yield outer.state
+    for i in range(config.num_layers):
+        block: dict[str, Any] = {}
+        with _MetaWins():
+            loader._map_norm(i, config, state, block)
+            loader._map_feedforward(i, config, state, block)
+            loader._map_attention(i, config, state, block)
+        yield block
+
+
+def _MetaWins() -> Any:
+    """A torch function mode in which an operation on a "meta" tensor and real ones gives a
+    meta tensor (e.g. fusing a read q bias with... a weight known by shape only)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._pytree import tree_flatten, tree_unflatten
+
+    class MetaWins(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            flat, spec = tree_flatten((args, kwargs or {}))
+            if any(isinstance(t, torch.Tensor) and t.is_meta for t in flat):
+                flat = [t.to("meta") if isinstance(t, torch.Tensor) else t for t in flat]
+                args, kwargs = tree_unflatten(flat, spec)
+            return func(*args, **(kwargs or {}))
+
+    return MetaWins()
+
+
+def _streamable(model: Any) -> bool:
+    """Streaming needs the model in float32, as litert-torch builds it."""
+    import torch
+
+    return all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def _load_block_by_block(model: Any, loader: Any, state: Any, streamed: Any = None) -> list[str]:
+    """Load the checkpoint into `model` one group of tensors at a time (`mapped_blocks`):
+    each group's tensors are read, copied (and cast) into the model, and freed before the
+    next. With `streamed` (a `litert.streaming.StreamedWeights`), tensors that come as
+    shapes only are checked against the model and marked, not loaded. Returns the model's
     parameters left unloaded.
     """
     loaded: set[str] = set()
-    loader.load(_WithoutBlocks(model, loaded), strict=False)  # embedding, final norm, LM head
-    config = model.config
-    for i in range(config.num_layers):
-        block: dict[str, Any] = {}
-        loader._map_norm(i, config, state, block)
-        loader._map_feedforward(i, config, state, block)
-        loader._map_attention(i, config, state, block)
-        unexpected = model.load_state_dict(block, strict=False).unexpected_keys
+    params = dict(model.named_parameters())
+    for block in mapped_blocks(model.config, loader, state):
+        real = {}
+        for name, tensor in block.items():
+            if not tensor.is_meta:
+                real[name] = tensor
+                continue
+            param = params.get(name)
+            if streamed is None or param is None:
+                raise streaming.NotStreamable(f"{name} is known by shape only")
+            if tuple(param.shape) != tuple(tensor.shape):
+                raise RuntimeError(
+                    f"size mismatch for {name}: copying a param with shape {tuple(tensor.shape)} from checkpoint, "
+                    f"the shape in current model is {tuple(param.shape)}."
+                )
+            streamed.mark(name, param)
+        unexpected = model.load_state_dict(real, strict=False).unexpected_keys
         if unexpected:
             raise ValueError(f"the model has no parameter for {', '.join(unexpected[:5])}")
         loaded.update(block)

@@ -42,15 +42,21 @@ def litert_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="class")
 def litert_kit_converted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The plugin's tiny checkpoint converted once per conformance class (its `settings`)."""
+    """The plugin's tiny checkpoint converted once per conformance class (its `settings`).
+
+    With litert-torch's resource-constant size lowered to 4 KB, so that a tiny model's
+    weights are streamed (litert.streaming) as a full-size model's are, and the parity
+    check covers that path too.
+    """
     import os
 
     from litert.convert import ConvertOptions, convert
 
     kit = request.cls
     home = tmp_path_factory.mktemp("litert-kit-home")
-    old = os.environ.get("LITERT_HOME")
+    saved = {k: os.environ.get(k) for k in ("LITERT_HOME", "RESOURCE_CONSTANT_NUMEL_THRESHOLD")}
     os.environ["LITERT_HOME"] = str(home)
+    os.environ["RESOURCE_CONSTANT_NUMEL_THRESHOLD"] = "4096"
     try:
         s = kit.settings
         yield convert(
@@ -64,10 +70,11 @@ def litert_kit_converted(request: pytest.FixtureRequest, tmp_path_factory: pytes
             ),
         )
     finally:
-        if old is None:
-            os.environ.pop("LITERT_HOME", None)
-        else:
-            os.environ["LITERT_HOME"] = old
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _plugins() -> Any:

@@ -7,6 +7,7 @@ to litert-torch. Only safetensors are read; pickle weights are never unpickled h
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Iterator, MutableMapping
@@ -176,11 +177,16 @@ class LazyStateDict(MutableMapping):
     a time, read with plain reads into memory that is freed once copied into the model,
     instead of the whole checkpoint (a memory-mapped checkpoint counts every page it has
     touched in the process's resident set: 3.4 GB for Qwen3-1.7B, 8 GB for Qwen3-4B).
+
+    With `meta_from`, a tensor whose float32 copy would take at least that many bytes
+    is not read: it comes back as a tensor on torch's "meta" device (shape and dtype
+    only), for a conversion that streams its large weights (litert.streaming).
     """
 
-    def __init__(self, checkpoint: Checkpoint) -> None:
+    def __init__(self, checkpoint: Checkpoint, meta_from: int | None = None) -> None:
         self._where: dict[str, tuple[Path, int, dict[str, Any]]] = {}
         self._eager: dict[str, Any] = {}
+        self._meta_from = meta_from
         for path in safetensors_files(checkpoint):
             if path.suffix in _PICKLE_SUFFIXES:
                 self._eager.update(_load_pickle(path, None))
@@ -205,6 +211,9 @@ class LazyStateDict(MutableMapping):
                 "use a checkpoint saved in bf16, fp16 or fp32",
             )
         begin, end = (int(x) for x in info["data_offsets"])
+        shape = [int(d) for d in info.get("shape", [])]
+        if self._meta_from is not None and math.prod(shape) * 4 >= self._meta_from:
+            return torch.empty(shape, dtype=getattr(torch, dtype), device="meta")
         data = bytearray(end - begin)
         with path.open("rb", buffering=0) as f:
             view, done = memoryview(data), 0
@@ -213,7 +222,6 @@ class LazyStateDict(MutableMapping):
                 if n <= 0:
                     raise LitertError(f"{path.name} ends inside tensor {key}", "re-download the checkpoint")
                 done += n
-        shape = [int(d) for d in info.get("shape", [])]
         if not data:
             return torch.empty(shape, dtype=getattr(torch, dtype))
         return torch.frombuffer(data, dtype=getattr(torch, dtype)).reshape(shape)

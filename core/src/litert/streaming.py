@@ -1,0 +1,214 @@
+"""Streamed weights: the export never holds the model's large weights in memory.
+
+Why: converting holds the fp32 model whole while it is traced and lowered (4 bytes per
+parameter: 33 GB for an 8B model), yet neither step reads a large weight's values.
+torch.export traces with fake tensors, and litert-torch's lightweight lowering hands
+each weight of 1 MB or more to MLIR as a resource constant that it passes through to
+the flatbuffer untouched (nothing folds resource constants). So during a conversion
+`litert.modeling.load_weights` reads only the small tensors (norms, biases) and leaves
+each large parameter as allocated-but-untouched memory carrying a numbered marker in
+its first 32 bytes (one page becomes resident, the rest stays the kernel's zero page).
+The lowering writes the float model with the markers and zeros in place of those
+weights; `fill` then finds each marker's buffer in the file and writes the checkpoint's
+values there, block by block, through the same litert-torch name mapping that loading
+uses (so fused q/k/v come out as loading makes them). Only one transformer block's
+tensors are in memory at a time.
+
+The float model that results is byte-identical to the one the fully loaded model gives
+(tests/test_streaming.py), with one harmless exception: a large weight whose values are
+all equal would have been a splat constant and is stored in full here.
+
+What can go wrong is detected, never silent: a plugin that changes a large weight after
+`load_weights` (its marker no longer matches), a weight the lowering saw in another form
+than the parameter itself, or a marker missing from the file all raise `NotStreamable`,
+and the conversion is done again with the weights loaded (`litert.convert`).
+`LITERT_STREAM_WEIGHTS=0` turns streaming off, for measuring what it buys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from litert.baseline import CLASSIC
+from litert.types import Checkpoint
+
+ATTRIBUTE = "_litert_streamed"
+"""The module attribute holding a conversion's `StreamedWeights`."""
+
+_PREFIX = b"litert:streamed:"
+_MARKER = struct.Struct("<16sQQ")  # prefix, index, zero: 32 bytes = 8 finite float32 values
+_ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar("litert_streaming", default=False)
+
+
+class NotStreamable(Exception):
+    """This model cannot be converted with streamed weights; convert loads them instead."""
+
+
+@contextlib.contextmanager
+def streaming(enabled: bool = True) -> Iterator[None]:
+    """Within this context `load_weights` streams large weights (set by `litert.convert`
+    around `build_model` only: a model built elsewhere, e.g. to run it in torch, is loaded)."""
+    token = _ENABLED.set(enabled and not CLASSIC and os.environ.get("LITERT_STREAM_WEIGHTS", "1") != "0")
+    try:
+        yield
+    finally:
+        _ENABLED.reset(token)
+
+
+def active() -> bool:
+    """True inside `streaming()`."""
+    return _ENABLED.get()
+
+
+def threshold() -> int:
+    """The size in bytes from which litert-torch's lightweight lowering makes a weight a resource constant."""
+    from litert_torch import _config
+
+    return int(_config.config.resource_constant_numel_threshold)
+
+
+def marker(index: int) -> bytes:
+    """The 32 bytes written at the start of streamed parameter number `index`."""
+    return _MARKER.pack(_PREFIX, index, 0)
+
+
+@dataclasses.dataclass
+class StreamedWeights:
+    """What a conversion needs to fill the float model: how to read and map the checkpoint
+    again, and which parameters carry which marker."""
+
+    checkpoint: Checkpoint
+    tensor_names: Any
+    tied_lm_head: bool
+    unused: dict[str, str]
+    config: Any
+    """The litert-torch ModelConfig the blocks are mapped with."""
+    names: list[str] = dataclasses.field(default_factory=list)
+    """Streamed parameter names; a parameter's index here is its marker's number."""
+    storages: dict[int, str] = dataclasses.field(default_factory=dict)
+    """The data address of each streamed parameter -> its name (how the lowering is watched)."""
+    used: set[str] = dataclasses.field(default_factory=set)
+    """Streamed parameters the lowering turned into constants."""
+
+    def mark(self, name: str, param: Any) -> None:
+        """Write the next marker into `param` (a float32 model parameter about to be streamed)."""
+        import torch
+
+        if param.dtype != torch.float32 or not param.is_contiguous() or param.storage_offset() != 0:
+            raise NotStreamable(f"parameter {name} is not a contiguous float32 tensor")
+        if param.numel() * 4 < threshold():
+            raise NotStreamable(f"parameter {name} is below the lowering's resource-constant size")
+        index = len(self.names)
+        self.names.append(name)
+        self.storages[param.untyped_storage().data_ptr()] = name
+        values = torch.frombuffer(bytearray(marker(index)), dtype=torch.float32)
+        with torch.no_grad():
+            param.view(-1)[: values.numel()].copy_(values)
+
+    def changed(self, module: Any) -> list[str]:
+        """Streamed parameters whose marker no longer matches (changed after loading)."""
+        params = dict(module.named_parameters(remove_duplicate=False))
+        return [
+            name
+            for index, name in enumerate(self.names)
+            if name not in params or params[name].detach().view(-1)[:8].numpy().tobytes() != marker(index)
+        ]
+
+
+@contextlib.contextmanager
+def watching_lowering(streamed: StreamedWeights) -> Iterator[None]:
+    """While litert-torch lowers: note which streamed parameters become constants, and keep
+    its in-place clamp of infinities off them (it would write every page; the checkpoint's
+    values are clamped the same way when filled)."""
+    from litert_torch.backend import inline_consts
+
+    original = inline_consts._clamp_inf_values
+
+    def clamp(tensor: Any) -> Any:
+        name = streamed.storages.get(tensor.untyped_storage().data_ptr())
+        if name is None:
+            return original(tensor)
+        if tensor.storage_offset() != 0 or not tensor.is_contiguous():
+            raise NotStreamable(f"the lowering used a part of parameter {name}")
+        streamed.used.add(name)
+        return tensor
+
+    inline_consts._clamp_inf_values = clamp
+    try:
+        yield
+    finally:
+        inline_consts._clamp_inf_values = original
+
+
+def marked_buffers(path: Path) -> dict[int, tuple[int, int]]:
+    """Marker number -> (file offset, size) of each buffer in the .tflite that starts with a marker."""
+    import mmap
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    found: dict[int, tuple[int, int]] = {}
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        model = schema.Model.GetRootAs(data, 0)
+        for i in range(model.BuffersLength()):
+            buffer = model.Buffers(i)
+            if buffer.Offset() > 1:
+                start, size = buffer.Offset(), buffer.Size()
+            else:
+                field = buffer._tab.Offset(4)  # Buffer.data, stored inside the flatbuffer
+                if not field:
+                    continue
+                start, size = buffer._tab.Vector(field), buffer.DataLength()
+            if size < _MARKER.size:
+                continue
+            prefix, index, zero = _MARKER.unpack(data[start : start + _MARKER.size])
+            if prefix == _PREFIX and zero == 0:
+                if index in found:
+                    raise NotStreamable(f"marker {index} appears twice in the float model")
+                found[index] = (start, size)
+        del model, buffer
+    return found
+
+
+def fill(path: Path, streamed: StreamedWeights) -> None:
+    """Write the checkpoint's values of every streamed parameter into the float model at `path`."""
+    import torch
+
+    from litert.modeling import checkpoint_state, mapped_blocks
+
+    missing = [n for n in streamed.names if n not in streamed.used]
+    if missing:
+        raise NotStreamable(f"the lowering did not use parameter {missing[0]} as it is")
+    found = marked_buffers(path)
+    lost = [n for i, n in enumerate(streamed.names) if i not in found]
+    if lost or len(found) != len(streamed.names):
+        raise NotStreamable(f"parameter {lost[0] if lost else '?'} is not in the float model as it was marked")
+    where = {streamed.names[i]: place for i, place in found.items()}
+    state, loader = checkpoint_state(streamed.checkpoint, streamed.tensor_names, streamed.tied_lm_head, streamed.unused)
+    with open(path, "r+b", buffering=0) as f:
+        for block in mapped_blocks(streamed.config, loader, state):
+            for name, tensor in block.items():
+                if name not in where:
+                    continue
+                start, size = where.pop(name)
+                values = tensor.to(torch.float32).contiguous()
+                if values.numel() * 4 != size:
+                    raise NotStreamable(f"parameter {name} has {values.numel()} values for a {size}-byte buffer")
+                info = torch.finfo(torch.float32)
+                values.clamp_(min=info.min, max=info.max)  # as litert-torch's lowering does
+                _pwrite_all(f.fileno(), memoryview(values.numpy()).cast("B"), start)
+            del block
+    if where:
+        raise NotStreamable(f"the checkpoint mapping gave no values for {next(iter(where))}")
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(data):
+        done += os.pwrite(fd, data[done : done + (1 << 30)], offset + done)
