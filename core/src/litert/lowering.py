@@ -6,8 +6,9 @@ external KV cache, quantized with the chosen recipe.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -173,14 +174,60 @@ def quantize(lowered: Lowered, workdir: Path) -> Path:
     """
     if lowered.recipe is None:
         return lowered.path
-    from litert_torch.quantize import translate_recipe
-
     path = workdir / "model.tflite"
-    path.write_bytes(translate_recipe.quantize_model(str(lowered.path), lowered.recipe))
+    if CLASSIC:  # upstream's call: the quantized model returned as one bytearray, then written
+        from litert_torch.quantize import translate_recipe
+
+        path.write_bytes(translate_recipe.quantize_model(str(lowered.path), lowered.recipe))
+    else:
+        # The same quantizer, given the float model mapped read-only (its own copy-on-write
+        # mapping counts the whole file against the kernel's overcommit limit, and for a file
+        # larger than the machine's memory, 33 GB for an 8B model, it falls back to reading it
+        # all into memory), and serializing into a memory-mapped file as it packs each weight
+        # instead of building the whole quantized model in memory first.
+        import mmap
+
+        from ai_edge_quantizer import quantizer
+
+        with open(lowered.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            view = memoryview(data)
+            try:
+                with _unmapping_read_pages(data):
+                    quantizer.Quantizer(view, lowered.recipe).quantize(serialize_to_path=str(path))
+            finally:
+                view.release()
     lowered.path.unlink()
     if not CLASSIC:  # the baseline stays upstream's bytes
         share_quantization_parameters(path)
     return path
+
+
+@contextlib.contextmanager
+def _unmapping_read_pages(data: Any, every: float = 1.0) -> Iterator[None]:
+    """Unmap the pages of `data` (a read-only shared file mapping) already read, every `every` s.
+
+    The quantizer reads each float weight once; every page it touched would stay mapped,
+    and so count in the process's resident set, until the mapping is closed (for an 8B
+    model the float file is 33 GB, more than the machine's memory: the kernel would be
+    evicting them under pressure). Dropping them from the mapping leaves the data where it
+    is (the file, the page cache) and a later read faults it back in.
+    """
+    import mmap
+    import threading
+
+    stop = threading.Event()
+
+    def drop() -> None:
+        while not stop.wait(every):
+            data.madvise(mmap.MADV_DONTNEED)
+
+    thread = threading.Thread(target=drop, name="litert-unmap", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def share_quantization_parameters(path: Path) -> int:
