@@ -382,6 +382,10 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
             if hit is not None:
                 return answer_from_store(hit, name, output, source, ckpt, plan, progress)
 
+        from litert.disk import check_disk
+        from litert.memory import model_parameters
+
+        check_disk(model_parameters(ckpt), s.quantize, output)
         workdir = Path(tempfile.mkdtemp(prefix=f"litert-convert-{os.getpid()}-"))
         landed = False
         written: tuple[int, int, int] | None = None
@@ -395,18 +399,24 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     stage = "exporting and quantizing"
                     title = f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures ({s.quantize})"
                     with progress.stage(title, open_line=True):
-                        from litert.lowering import lower, quantize
+                        from litert.lowering import Rebuild, export_processes, lower, planned_steps, quantize
 
                         streamed = getattr(module, streaming.ATTRIBUTE, None) is not None
-                        n_steps = len(s.prefill_lengths) + 2 + streamed + (s.quantize != "none")
+                        parallel = streamed and export_processes() > 1
+                        n_steps = planned_steps(s, streamed, parallel)
                         with Steps(n_steps, progress.stream) as step:
                             try:
-                                lowered = lower(module, plan.settings, workdir, step=step)
+                                lowered = lower(
+                                    module, plan.settings, workdir, step=step, rebuild=Rebuild(plan.plugin, plan.claim)
+                                )
                             except streaming.NotStreamable as exc:
                                 # Detected, never silent: build again with the weights loaded.
                                 del module
                                 gc.collect()
-                                step.restart(n_steps - 1, f"note: {exc}; exporting again with the weights loaded")
+                                step.restart(
+                                    planned_steps(s, False, False),
+                                    f"note: {exc}; exporting again with the weights loaded",
+                                )
                                 module = plugins.call(
                                     plan.plugin, "build_model", claim=plan.claim, settings=plan.settings
                                 )

@@ -59,7 +59,38 @@ class Lowered:
     """An ai-edge-quantizer recipe, or None when `path` is already the final model."""
 
 
-def lower(module: Any, settings: ExportSettings, workdir: Path, step: Callable[[str], None] | None = None) -> Lowered:
+@dataclasses.dataclass(frozen=True)
+class Rebuild:
+    """How a second process builds the same model: the plugin's build_model with this claim."""
+
+    plugin: str
+    claim: Any
+
+
+def export_processes() -> int:
+    """Processes that trace and lower signatures at once: 2 on a machine with two or more cores
+    (LITERT_EXPORT_PROCESSES=1 keeps it to one)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    wanted = os.environ.get("LITERT_EXPORT_PROCESSES", "2")
+    return max(1, min(2, cores, int(wanted) if wanted.isdigit() else 2))
+
+
+def planned_steps(settings: ExportSettings, streamed: bool, parallel: bool) -> int:
+    """How many times `lower` and `quantize` call `step` (for the progress display)."""
+    signatures = len(settings.prefill_lengths) + 1
+    traced_here = (signatures + 1) // 2 if parallel else signatures
+    return traced_here + 1 + parallel + streamed + (settings.quantize != "none")
+
+
+def lower(
+    module: Any,
+    settings: ExportSettings,
+    workdir: Path,
+    step: Callable[[str], None] | None = None,
+    rebuild: Rebuild | None = None,
+) -> Lowered:
     """Export `module` (a litert-torch generative model) to a float .tflite in `workdir`.
 
     The steps are upstream's `convert_to_tflite`, with what measured better on
@@ -78,22 +109,63 @@ def lower(module: Any, settings: ExportSettings, workdir: Path, step: Callable[[
     A module built with streamed weights (litert.streaming) is lowered with markers in
     place of its large weights, which are then written into the float model from the
     checkpoint; `NotStreamable` means it must be built again with its weights loaded.
+    With `rebuild` too, and two cores, a second process builds the same streamed model and
+    lowers the second half of the signatures while this one lowers the first; the two
+    float models are merged (litert.merging) before the weights are written.
     """
-    import contextlib
-
     import torch
-    from litert_torch._convert import core, litert_converter
-    from litert_torch._convert import interface as converter_utils
-    from litert_torch.generative.layers import kv_cache as kv_utils
-    from litert_torch.generative.utilities import converter
-    from litert_torch.generative.utilities import export_config as export_config_lib
-    from litert_torch.quantize import quant_config as qcfg
-    from litert_torch.quantize import translate_recipe
 
     check_block_quantization(module, settings.quantize)
     streamed = getattr(module, streaming.ATTRIBUTE, None)
     if streamed is not None and (changed := streamed.changed(module)):
         raise streaming.NotStreamable(f"the plugin changed {changed[0]} after loading it")
+    edge, quant_config, by_quantizer = _signatures(module, settings)
+    path = workdir / "model.tflite"
+    if CLASSIC or not by_quantizer:
+        if streamed is not None:
+            raise streaming.NotStreamable(f"{settings.quantize} quantizes while lowering, from the weights' values")
+        with torch.inference_mode(False):
+            edge.convert(quant_config=quant_config).export(str(path))
+        return Lowered(path)
+
+    signatures = edge._signatures
+    step = step or (lambda label: None)
+    float_path = path if quant_config is None else workdir / "model.float.tflite"
+    if streamed is not None and rebuild is not None and export_processes() > 1 and len(signatures) > 1:
+        half = (len(signatures) + 1) // 2
+        names = [sig.name for sig in signatures[half:]]
+        first, second = workdir / "part-1.tflite", workdir / "part-2.tflite"
+        with _second_process(rebuild, settings, names, second) as result:
+            _lower_signatures(signatures[:half], streamed, first, step)
+            del edge, signatures
+            step(f"waiting for {', '.join(names)} (second process)")
+            streamed.used |= set(result())
+        from litert.merging import merge
+
+        merge(first, second, float_path)
+        first.unlink()
+        second.unlink()
+    else:
+        _lower_signatures(signatures, streamed, float_path, step)
+    if streamed is not None:
+        step("writing the weights")
+        streaming.fill(float_path, streamed)
+    from litert_torch.quantize import translate_recipe
+
+    recipe = translate_recipe.translate_to_ai_edge_recipe(quant_config.generative_recipe) if quant_config else None
+    return Lowered(float_path, recipe)
+
+
+def _signatures(module: Any, settings: ExportSettings) -> tuple[Any, Any, bool]:
+    """litert-torch's converter holding the signatures of the settings, the quantization
+    config, and whether ai-edge-quantizer applies it (after lowering)."""
+    import torch
+    from litert_torch._convert import interface as converter_utils
+    from litert_torch.generative.layers import kv_cache as kv_utils
+    from litert_torch.generative.utilities import converter
+    from litert_torch.generative.utilities import export_config as export_config_lib
+    from litert_torch.quantize import quant_config as qcfg
+
     config = getattr(module, "config", None)
     if config is None:
         raise LitertError(
@@ -118,19 +190,19 @@ def lower(module: Any, settings: ExportSettings, workdir: Path, step: Callable[[
         export_config,
     )
     quant_config = converter.get_quant_recipe_from_flag(settings.quantize, config)
-    path = workdir / "model.tflite"
     by_quantizer = (
         quant_config is None or quant_config._quantizer_mode == qcfg.QuantConfig._QuantizerMode.AI_EDGE_QUANTIZER
     )
-    if CLASSIC or not by_quantizer:
-        if streamed is not None:
-            raise streaming.NotStreamable(f"{settings.quantize} quantizes while lowering, from the weights' values")
-        with torch.inference_mode(False):
-            edge.convert(quant_config=quant_config).export(str(path))
-        return Lowered(path)
+    return edge, quant_config, by_quantizer
 
-    signatures = edge._signatures
-    step = step or (lambda label: None)
+
+def _lower_signatures(signatures: list[Any], streamed: Any, path: Path, step: Callable[[str], None]) -> None:
+    """Trace and lower `signatures` into one float .tflite at `path`."""
+    import contextlib
+
+    import torch
+    from litert_torch._convert import core, litert_converter
+
     watch = streaming.watching_lowering(streamed) if streamed is not None else contextlib.nullcontext()
     with torch.inference_mode(False), watch:
         programs = []
@@ -141,15 +213,45 @@ def lower(module: Any, settings: ExportSettings, workdir: Path, step: Callable[[
         exporter = litert_converter.exported_programs_to_flatbuffer(
             programs, signatures, lightweight_conversion=True, runtime_constant_folding=False
         )
-    float_path = path if quant_config is None else workdir / "model.float.tflite"
-    exporter.to_file(str(float_path))
+    del programs
+    exporter.to_file(str(path))
     del exporter
     release_traced_graphs()
-    if streamed is not None:
-        step("writing the weights")
-        streaming.fill(float_path, streamed)
-    recipe = translate_recipe.translate_to_ai_edge_recipe(quant_config.generative_recipe) if quant_config else None
-    return Lowered(float_path, recipe)
+
+
+@contextlib.contextmanager
+def _second_process(rebuild: Rebuild, settings: ExportSettings, names: list[str], path: Path) -> Iterator[Any]:
+    """Run `lower_in_second_process` in a fresh process; yield a function that waits for its
+    result (raising what it raised). The process is stopped if this context is left early."""
+    import concurrent.futures
+    import multiprocessing
+
+    pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    future = pool.submit(lower_in_second_process, rebuild, settings, names, path)
+    done = False
+    try:
+        yield future.result
+        done = True
+    finally:
+        if not done:
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def lower_in_second_process(rebuild: Rebuild, settings: ExportSettings, names: list[str], path: Path) -> list[str]:
+    """In the second process: build the streamed model again, lower the signatures `names`
+    to `path`, and return the streamed parameters the lowering used."""
+    from litert.plugins import get_plugins
+
+    with streaming.streaming():
+        module = get_plugins().call(rebuild.plugin, "build_model", claim=rebuild.claim, settings=settings)
+    streamed = getattr(module, streaming.ATTRIBUTE, None)
+    if streamed is None:
+        raise streaming.NotStreamable("the second process built the model without streamed weights")
+    edge, _, _ = _signatures(module, settings)
+    _lower_signatures([sig for sig in edge._signatures if sig.name in names], streamed, path, lambda label: None)
+    return sorted(streamed.used)
 
 
 def release_traced_graphs() -> None:
@@ -185,17 +287,20 @@ def quantize(lowered: Lowered, workdir: Path) -> Path:
         # larger than the machine's memory, 33 GB for an 8B model, it falls back to reading it
         # all into memory), and serializing into a memory-mapped file as it packs each weight
         # instead of building the whole quantized model in memory first.
+        import gc
         import mmap
 
         from ai_edge_quantizer import quantizer
 
-        with open(lowered.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            view = memoryview(data)
+        with open(lowered.path, "rb") as f:
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
             try:
                 with _unmapping_read_pages(data):
-                    quantizer.Quantizer(view, lowered.recipe).quantize(serialize_to_path=str(path))
+                    quantizer.Quantizer(memoryview(data), lowered.recipe).quantize(serialize_to_path=str(path))
             finally:
-                view.release()
+                gc.collect()  # the quantizer's views into the mapping
+                with contextlib.suppress(BufferError):  # one still held: unmapped when it goes
+                    data.close()
     lowered.path.unlink()
     if not CLASSIC:  # the baseline stays upstream's bytes
         share_quantization_parameters(path)

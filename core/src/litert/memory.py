@@ -63,9 +63,13 @@ def config_parameter_count(config: Any) -> int:
     return max(0, layers * (attention + mlp) + embeddings)
 
 
+def model_parameters(checkpoint: Checkpoint) -> int:
+    """The larger of what the files hold and what config.json describes."""
+    return max(parameter_count(checkpoint), config_parameter_count(checkpoint.config))
+
+
 def estimate_peak_bytes(checkpoint: Checkpoint) -> int:
-    count = max(parameter_count(checkpoint), config_parameter_count(checkpoint.config))
-    return int(BASE_BYTES + BYTES_PER_PARAM * count)
+    return int(BASE_BYTES + BYTES_PER_PARAM * model_parameters(checkpoint))
 
 
 def _parse_size(text: str) -> int:

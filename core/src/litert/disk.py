@@ -1,0 +1,67 @@
+"""Pre-flight disk check: room for the conversion's work files and for the bundle.
+
+The export writes the float model into the work directory (under TMPDIR) at 4 bytes per
+parameter, the quantizer writes its result beside it, and the bundle then goes next to
+the output. For an 8B model that is 33 GB of float model: refusing at the start, in one
+line, beats failing after minutes of export (which is also caught, `convert._disk_full`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from litert.errors import LitertError
+
+BYTES_PER_PARAM = {
+    "none": 4.0,
+    "fp16": 2.0,
+    "dynamic_int8": 1.0,
+    "weight_only_int8": 1.0,
+    "dynamic_int4_block32": 0.6,
+    "dynamic_int4_block128": 0.55,
+}
+"""The final model's size per parameter for each recipe (weights and their scales)."""
+
+
+def needed(params: int, quantize: str) -> tuple[int, int]:
+    """(work directory, output directory) bytes a conversion of `params` parameters needs at its peak."""
+    final = BYTES_PER_PARAM.get(quantize, 4.0) * params
+    work = 4 * params + (final if quantize != "none" else 0)  # the float model, the quantized one beside it
+    return int(work), int(final)
+
+
+def _device(path: Path) -> int:
+    while not path.exists():
+        path = path.parent
+    return os.stat(path).st_dev
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_disk(params: int, quantize: str, output: Path) -> None:
+    """Raise LitertError when TMPDIR or the output's disk cannot hold what the conversion writes."""
+    import shutil
+
+    from litert.console import human_size
+
+    work_dir, out_dir = Path(tempfile.gettempdir()), _existing(output.resolve().parent)
+    work, final = needed(params, quantize)
+    if _device(work_dir) == _device(out_dir):
+        # the model file and the bundle coexist while the bundle is written
+        places = [(work_dir, max(work, 2 * final), "the work files and the bundle")]
+    else:
+        places = [(work_dir, work, "the work files"), (out_dir, final, "the bundle")]
+    for where, need, what in places:
+        free = shutil.disk_usage(where).free
+        if need > free:
+            raise LitertError(
+                f"converting needs about {human_size(need)} of disk for {what} in {where} "
+                f"and {human_size(free)} is free",
+                "free some space, or point TMPDIR (the work files) or -o (the bundle) at a larger disk",
+            )
