@@ -118,7 +118,7 @@ def gemma3_bundle(tmp_path_factory: pytest.TempPathFactory, session_home: Path, 
 # collection order, so a long file collected last would run alone at the end while the
 # other worker idles. (xdist's default order is by the number of tests in a file, not time.)
 SLOW_FIRST = ("test_hub.py", "test_batch.py", "test_batch_ray.py", "test_verify.py", "test_llama.py",
-              "test_third_party.py", "test_reproducible.py", "test_progress.py", "test_serve.py")  # fmt: skip
+              "test_third_party.py", "test_streaming.py", "test_reproducible.py", "test_progress.py", "test_serve.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -80,7 +80,7 @@ def assert_same_outputs(a: bytes, b: bytes) -> None:
     rng = np.random.default_rng(0)
     first, second = Interpreter(model_content=a), Interpreter(model_content=b)
     signatures = first.get_signature_list()
-    assert signatures == second.get_signature_list() and len(signatures) == 2
+    assert signatures == second.get_signature_list() and len(signatures) >= 2
     for name in signatures:
         run_a, run_b = first.get_signature_runner(name), second.get_signature_runner(name)
         inputs = {}

@@ -106,3 +106,37 @@ def test_a_weight_changed_after_loading_is_detected_and_converted_loaded(
     (tmp_path / "loaded").mkdir()
     expected = lower(loaded, SETTINGS, tmp_path / "loaded").path.read_bytes()
     assert read_bundle(result.path).read_section("TFLiteModel") == expected
+
+
+@pytest.mark.parametrize("family", ["qwen3"])  # every family's kit converts on two processes too
+def test_two_process_export_computes_what_one_process_does(
+    family: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A second process lowers the second half of the signatures from its own streamed build;
+    # the merged float model must compute exactly what the one-process export computes.
+    from test_lowering import assert_same_outputs
+
+    from litert.lowering import Rebuild, lower
+
+    monkeypatch.setenv("LITERT_EXPORT_PROCESSES", "2")
+    settings = ExportSettings(prefill_lengths=(8, 32), kv_cache_max_len=64, quantize="none")
+    plugins = get_plugins()
+    name, claim = plugins.claim(load_checkpoint(tiny(family)))
+    with streaming.streaming():
+        module = plugins.call(name, "build_model", claim=claim, settings=settings)
+    steps: list[str] = []
+    (tmp_path / "two").mkdir()
+    merged = lower(module, settings, tmp_path / "two", step=steps.append, rebuild=Rebuild(name, claim)).path
+    assert steps == ["tracing prefill_8", "tracing prefill_32", "lowering to a flatbuffer",
+                     "waiting for decode (second process)", "writing the weights"]  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["model.tflite"]  # the halves removed
+    assert streaming.marked_buffers(merged) == {}
+    monkeypatch.setenv("LITERT_EXPORT_PROCESSES", "1")
+    (tmp_path / "one").mkdir()
+    single = lower(build_with(name, claim, settings), settings, tmp_path / "one", rebuild=Rebuild(name, claim)).path
+    assert_same_outputs(merged.read_bytes(), single.read_bytes())
+
+
+def build_with(name: str, claim, settings: ExportSettings):
+    with streaming.streaming():
+        return get_plugins().call(name, "build_model", claim=claim, settings=settings)

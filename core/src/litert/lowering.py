@@ -67,14 +67,24 @@ class Rebuild:
     claim: Any
 
 
-def export_processes() -> int:
-    """Processes that trace and lower signatures at once: 2 on a machine with two or more cores
-    (LITERT_EXPORT_PROCESSES=1 keeps it to one)."""
+PARALLEL_FROM = 100_000_000
+"""Parameters from which a second export process pays for its start (about 6 s to import
+the toolchain and build the streamed model): tracing and lowering one signature of a
+tiny model takes 2 s, of Qwen3-0.6B 14 s."""
+
+
+def export_processes(module: Any) -> int:
+    """Processes that trace and lower signatures at once: 2 for a model of `PARALLEL_FROM`
+    parameters or more on a machine with two or more cores, else 1. LITERT_EXPORT_PROCESSES=1
+    or 2 decides instead (2 still needs two cores)."""
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    wanted = os.environ.get("LITERT_EXPORT_PROCESSES", "2")
-    return max(1, min(2, cores, int(wanted) if wanted.isdigit() else 2))
+    wanted = os.environ.get("LITERT_EXPORT_PROCESSES", "")
+    if wanted in ("1", "2"):
+        return min(int(wanted), cores)
+    big = sum(p.numel() for p in module.parameters()) >= PARALLEL_FROM
+    return 2 if big and cores >= 2 else 1
 
 
 def planned_steps(settings: ExportSettings, streamed: bool, parallel: bool) -> int:
@@ -131,7 +141,7 @@ def lower(
     signatures = edge._signatures
     step = step or (lambda label: None)
     float_path = path if quant_config is None else workdir / "model.float.tflite"
-    if streamed is not None and rebuild is not None and export_processes() > 1 and len(signatures) > 1:
+    if streamed is not None and rebuild is not None and export_processes(module) > 1 and len(signatures) > 1:
         half = (len(signatures) + 1) // 2
         names = [sig.name for sig in signatures[half:]]
         first, second = workdir / "part-1.tflite", workdir / "part-2.tflite"

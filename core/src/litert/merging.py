@@ -118,7 +118,8 @@ def merge(first: Path, second: Path, out: Path) -> None:
         new = schema.BufferT()
         if content is not None:
             if external:
-                new.offset, new.size = 0, len(content)  # the offset is set below, once positions are known
+                # a placeholder offset (not 0, which flatbuffers would leave out), set once positions are known
+                new.offset, new.size = 2, len(content)
                 appended.append((new, content))
             else:
                 new.data = np.frombuffer(content, dtype=np.uint8)
@@ -172,8 +173,9 @@ def merge(first: Path, second: Path, out: Path) -> None:
     start = -(-len(flat) // _ALIGN) * _ALIGN
     size_a = first.stat().st_size - data_a
     moved = start - data_a
+    placed = {id(buf) for buf, _ in appended}
     for buf in a.buffers:
-        if buf.offset > 1:  # the appended ones still have offset 0
+        if buf.offset > 1 and id(buf) not in placed:
             buf.offset += moved
     position = start + -(-size_a // _ALIGN) * _ALIGN
     for buf, content in appended:

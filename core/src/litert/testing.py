@@ -44,9 +44,9 @@ def litert_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def litert_kit_converted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The plugin's tiny checkpoint converted once per conformance class (its `settings`).
 
-    With litert-torch's resource-constant size lowered to 4 KB, so that a tiny model's
-    weights are streamed (litert.streaming) as a full-size model's are, and the parity
-    check covers that path too.
+    As a full-size model is: with litert-torch's resource-constant size lowered to 4 KB,
+    so that the tiny model's weights are streamed (litert.streaming), and lowered on two
+    processes (litert.merging), so the parity check and the runtime test cover that path.
     """
     import os
 
@@ -54,9 +54,12 @@ def litert_kit_converted(request: pytest.FixtureRequest, tmp_path_factory: pytes
 
     kit = request.cls
     home = tmp_path_factory.mktemp("litert-kit-home")
-    saved = {k: os.environ.get(k) for k in ("LITERT_HOME", "RESOURCE_CONSTANT_NUMEL_THRESHOLD")}
+    saved = {
+        k: os.environ.get(k) for k in ("LITERT_HOME", "RESOURCE_CONSTANT_NUMEL_THRESHOLD", "LITERT_EXPORT_PROCESSES")
+    }
     os.environ["LITERT_HOME"] = str(home)
     os.environ["RESOURCE_CONSTANT_NUMEL_THRESHOLD"] = "4096"
+    os.environ["LITERT_EXPORT_PROCESSES"] = "2"
     try:
         s = kit.settings
         yield convert(
