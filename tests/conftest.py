@@ -20,6 +20,12 @@ FAST = ("--prefill-lengths", "8,64", "--kv-cache-max-len", "256")
 # (prompts longer than 8 tokens are prefilled in chunks by the runtime).
 SMALLEST = ("--prefill-lengths", "8", "--kv-cache-max-len", "128")
 
+# The suite runs two test workers on the machine's two cores, so a conversion lowering on a
+# second process would only wait for a core; conversions here stay on one process. The
+# two-process export is tested where it is the subject (test_streaming) and in every
+# plugin's kit conversion, which asks for it explicitly.
+os.environ.setdefault("LITERT_EXPORT_PROCESSES", "1")
+
 
 def make_plugin_env(env_dir: Path, packages: list[Path]) -> Path:
     """A venv that sees this test environment's packages and adds `packages`, installed
@@ -118,7 +124,8 @@ def gemma3_bundle(tmp_path_factory: pytest.TempPathFactory, session_home: Path, 
 # collection order, so a long file collected last would run alone at the end while the
 # other worker idles. (xdist's default order is by the number of tests in a file, not time.)
 SLOW_FIRST = ("test_hub.py", "test_batch.py", "test_batch_ray.py", "test_verify.py", "test_llama.py",
-              "test_third_party.py", "test_streaming.py", "test_reproducible.py", "test_progress.py", "test_serve.py")  # fmt: skip
+              "test_third_party.py", "test_streaming.py", "test_reproducible.py", "test_progress.py",
+              "test_serve.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -281,7 +281,8 @@ def test_memory_estimate_follows_what_config_json_builds(tiny_qwen3: Path) -> No
     assert 0.59e9 < config_parameter_count(qwen3_0_6b) < 0.61e9  # Qwen3-0.6B: 596 M without norms
     ckpt = load_checkpoint(tiny_qwen3)
     huge = type(ckpt)(path=ckpt.path, config={**ckpt.config, "num_hidden_layers": 100000}, source="huge")
-    assert estimate_peak_bytes(huge) > 5 * estimate_peak_bytes(ckpt)  # 3.7 B parameters from 2 layers' files
+    # 3.7 B parameters from 2 layers' files: the quantizer alone holds 1.3 bytes of each
+    assert estimate_peak_bytes(huge) > estimate_peak_bytes(ckpt) + 4e9
 
 
 def test_repetition_penalty_is_named_not_dropped_silently(tmp_path: Path, tiny_qwen3: Path) -> None:

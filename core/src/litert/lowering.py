@@ -305,7 +305,7 @@ def quantize(lowered: Lowered, workdir: Path) -> Path:
         with open(lowered.path, "rb") as f:
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
             try:
-                with _unmapping_read_pages(data):
+                with _unmapping_read_pages(data), _allocated_output():
                     quantizer.Quantizer(memoryview(data), lowered.recipe).quantize(serialize_to_path=str(path))
             finally:
                 gc.collect()  # the quantizer's views into the mapping
@@ -315,6 +315,36 @@ def quantize(lowered: Lowered, workdir: Path) -> Path:
     if not CLASSIC:  # the baseline stays upstream's bytes
         share_quantization_parameters(path)
     return path
+
+
+@contextlib.contextmanager
+def _allocated_output() -> Iterator[None]:
+    """Make the quantizer allocate its memory-mapped output file's blocks before writing into it.
+
+    Writing through a mapping into a file whose disk is full kills the process with SIGBUS;
+    allocated first, a full disk is an ordinary "no space left on device" error instead.
+    """
+    import os
+
+    from ai_edge_litert.tools import mmap_utils
+
+    original = mmap_utils.get_mapped_buffer
+
+    def allocated(path: Any, size: int) -> Any:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT)
+        try:
+            os.truncate(fd, 0)
+            if size:
+                os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+        return original(path, size)
+
+    mmap_utils.get_mapped_buffer = allocated
+    try:
+        yield
+    finally:
+        mmap_utils.get_mapped_buffer = original
 
 
 @contextlib.contextmanager

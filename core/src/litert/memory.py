@@ -2,9 +2,11 @@
 
 The estimate is linear in the parameter count read from the safetensors headers (no
 weights loaded), with the coefficients measured by the benchmark (docs/performance.md).
-The export holds the fp32 model (4 bytes per parameter) and the traced graphs; the
-checkpoint is read block by block, so it is never whole in memory beside them; the
-quantizer runs after the model is freed and stays below the export's peak.
+With streamed weights (the default, litert.streaming) the export holds no weights: its
+processes hold the libraries and the traced graphs; the peak is then the quantizer,
+which keeps every quantized weight (1 byte per parameter for int8) until it writes them.
+With the weights loaded (LITERT_STREAM_WEIGHTS=0, or a model that cannot stream) the
+export holds the fp32 model: 4 bytes per parameter.
 """
 
 from __future__ import annotations
@@ -19,10 +21,17 @@ from litert.weights import read_header, safetensors_files
 
 GB = 1000**3
 BASE_BYTES = 2.2 * GB
-"""The libraries loaded and the traced graphs of the reference settings' seven signatures."""
+"""One export process: the libraries loaded and the traced graphs of the reference
+settings' seven signatures (measured 2.3 GB for Qwen3-8B's 36 layers)."""
 BYTES_PER_PARAM = 4.5
-"""The fp32 model (4 bytes per parameter) and a margin. Measured peaks (docs/performance.md):
-Qwen3-0.6B 4.5 GB (estimate 4.9), Gemma3-1B 5.8 (6.7), Qwen3-1.7B 9.0 (9.9), Qwen3-4B 18.4 (20.3)."""
+"""Weights loaded: the fp32 model (4 bytes per parameter) and a margin. Measured peaks
+(docs/performance.md): Qwen3-0.6B 4.5 GB (estimate 4.9), Gemma3-1B 5.8 (6.7), Qwen3-1.7B 9.0
+(9.9), Qwen3-4B 18.4 (20.3)."""
+QUANTIZE_BASE_BYTES = 2.0 * GB
+QUANTIZE_BYTES_PER_PARAM = 1.3
+"""Weights streamed: the quantizer holds the quantized weights until it writes them.
+Measured peaks: Qwen3-8B 12.1 GB (estimate 12.6); Qwen3-0.6B 3.9 GB, the two export
+processes (estimate 4.4)."""
 
 
 def parameter_count(checkpoint: Checkpoint) -> int:
@@ -69,7 +78,16 @@ def model_parameters(checkpoint: Checkpoint) -> int:
 
 
 def estimate_peak_bytes(checkpoint: Checkpoint) -> int:
-    return int(BASE_BYTES + BYTES_PER_PARAM * model_parameters(checkpoint))
+    from litert import streaming
+
+    params = model_parameters(checkpoint)
+    if not streaming.enabled():
+        return int(BASE_BYTES + BYTES_PER_PARAM * params)
+    from litert.lowering import PARALLEL_FROM
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    processes = 2 if params >= PARALLEL_FROM and cores >= 2 else 1
+    return int(max(processes * BASE_BYTES, QUANTIZE_BASE_BYTES + QUANTIZE_BYTES_PER_PARAM * params))
 
 
 def _parse_size(text: str) -> int:

@@ -110,7 +110,8 @@ def load_weights(
                     checkpoint, tensor_names, tied_lm_head, unused, meta_from=streaming.threshold()
                 )
                 missing = _load_block_by_block(model, model_loader, state, streamed)
-                setattr(model, streaming.ATTRIBUTE, streamed)
+                if streamed.names:  # else every weight was small enough to be read
+                    setattr(model, streaming.ATTRIBUTE, streamed)
             except streaming.NotStreamable:  # e.g. a plugin's model holding other dtypes: load it whole
                 state, model_loader = checkpoint_state(checkpoint, tensor_names, tied_lm_head, unused)
                 missing = _load_block_by_block(model, model_loader, state)

@@ -51,11 +51,16 @@ class NotStreamable(Exception):
     """This model cannot be converted with streamed weights; convert loads them instead."""
 
 
+def enabled() -> bool:
+    """Conversions stream weights: not for the classic baseline, nor with LITERT_STREAM_WEIGHTS=0."""
+    return not CLASSIC and os.environ.get("LITERT_STREAM_WEIGHTS", "1") != "0"
+
+
 @contextlib.contextmanager
-def streaming(enabled: bool = True) -> Iterator[None]:
+def streaming(on: bool = True) -> Iterator[None]:
     """Within this context `load_weights` streams large weights (set by `litert.convert`
     around `build_model` only: a model built elsewhere, e.g. to run it in torch, is loaded)."""
-    token = _ENABLED.set(enabled and not CLASSIC and os.environ.get("LITERT_STREAM_WEIGHTS", "1") != "0")
+    token = _ENABLED.set(on and enabled())
     try:
         yield
     finally:
