@@ -140,3 +140,42 @@ def test_two_process_export_computes_what_one_process_does(
 def build_with(name: str, claim, settings: ExportSettings):
     with streaming.streaming():
         return get_plugins().call(name, "build_model", claim=claim, settings=settings)
+
+
+def test_ctrl_c_during_a_two_process_export_stops_both_and_leaves_nothing(tmp_path: Path, tiny_qwen3: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import LITERT, SMALLEST
+
+    home, tmpdir, out = tmp_path / "home", tmp_path / "tmp", tmp_path / "out"
+    tmpdir.mkdir()
+    out.mkdir()
+    env = {**os.environ, "LITERT_HOME": str(home), "TMPDIR": str(tmpdir), "LITERT_EXPORT_PROCESSES": "2"}
+    proc = subprocess.Popen(
+        [LITERT, "convert", str(tiny_qwen3), "--prefill-lengths", "8,16", *SMALLEST[2:], "-o", str(out / "t.litertlm")],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    seen = ""
+    deadline = time.monotonic() + 120
+    while "tracing prefill_8 (1/" not in seen and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "tracing prefill_8 (1/" in seen, seen  # the second process is starting or lowering now
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, seen + err
+    assert "interrupted" in err and "Traceback" not in err
+    assert list(tmpdir.iterdir()) == [] and list(out.iterdir()) == []
+
+    def ours(pid: str) -> bool:  # a process started with this test's TMPDIR
+        try:
+            return f"TMPDIR={tmpdir}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return False
+
+    assert [p for p in os.listdir("/proc") if p.isdigit() and ours(p)] == [], "the second process outlived the first"
