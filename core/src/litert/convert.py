@@ -402,7 +402,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                         from litert.lowering import Rebuild, export_processes, lower, planned_steps, quantize
 
                         streamed = getattr(module, streaming.ATTRIBUTE, None) is not None
-                        parallel = streamed and export_processes(module) > 1
+                        parallel = streamed and export_processes(module, s.quantize) > 1
                         n_steps = planned_steps(s, streamed, parallel)
                         with Steps(n_steps, progress.stream) as step:
                             try:

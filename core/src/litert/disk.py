@@ -25,11 +25,23 @@ BYTES_PER_PARAM = {
 """The final model's size per parameter for each recipe (weights and their scales)."""
 
 
-def needed(params: int, quantize: str) -> tuple[int, int]:
-    """(work directory, output directory) bytes a conversion of `params` parameters needs at its peak."""
+def needed(params: int, quantize: str, processes: int = 1) -> tuple[int, int]:
+    """(work directory, output directory) bytes a conversion of `params` parameters needs at its peak.
+
+    With two export processes each writes its half of the signatures as a float model with
+    every weight in it, so both halves (4 bytes per parameter each) exist at once.
+    """
     final = BYTES_PER_PARAM.get(quantize, 4.0) * params
     work = 4 * params + (final if quantize != "none" else 0)  # the float model, the quantized one beside it
-    return int(work), int(final)
+    return int(max(work, 4 * params * processes)), int(final)
+
+
+def room_for(params: int, quantize: str, processes: int) -> bool:
+    """Whether TMPDIR has the room a conversion on `processes` export processes needs."""
+    import shutil
+
+    work, _ = needed(params, quantize, processes)
+    return shutil.disk_usage(tempfile.gettempdir()).free >= work
 
 
 def _device(path: Path) -> int:

@@ -73,18 +73,20 @@ the toolchain and build the streamed model): tracing and lowering one signature 
 tiny model takes 2 s, of Qwen3-0.6B 14 s."""
 
 
-def export_processes(module: Any) -> int:
+def export_processes(module: Any, quantize: str) -> int:
     """Processes that trace and lower signatures at once: 2 for a model of `PARALLEL_FROM`
-    parameters or more on a machine with two or more cores, else 1. LITERT_EXPORT_PROCESSES=1
-    or 2 decides instead (2 still needs two cores)."""
+    parameters or more on a machine with two or more cores, when TMPDIR has room for both
+    halves' float models (litert.disk), else 1. LITERT_EXPORT_PROCESSES=1 or 2 decides
+    instead of the size (2 still needs two cores and the room)."""
     import os
 
+    from litert.disk import room_for
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    params = sum(p.numel() for p in module.parameters())
     wanted = os.environ.get("LITERT_EXPORT_PROCESSES", "")
-    if wanted in ("1", "2"):
-        return min(int(wanted), cores)
-    big = sum(p.numel() for p in module.parameters()) >= PARALLEL_FROM
-    return 2 if big and cores >= 2 else 1
+    two = wanted == "2" or (wanted != "1" and params >= PARALLEL_FROM)
+    return 2 if two and cores >= 2 and room_for(params, quantize, 2) else 1
 
 
 def planned_steps(settings: ExportSettings, streamed: bool, parallel: bool) -> int:
@@ -141,7 +143,8 @@ def lower(
     signatures = edge._signatures
     step = step or (lambda label: None)
     float_path = path if quant_config is None else workdir / "model.float.tflite"
-    if streamed is not None and rebuild is not None and export_processes(module) > 1 and len(signatures) > 1:
+    parallel = rebuild is not None and export_processes(module, settings.quantize) > 1
+    if streamed is not None and parallel and len(signatures) > 1:
         half = (len(signatures) + 1) // 2
         names = [sig.name for sig in signatures[half:]]
         first, second = workdir / "part-1.tflite", workdir / "part-2.tflite"
@@ -152,9 +155,8 @@ def lower(
             streamed.used |= set(result())
         from litert.merging import merge
 
-        merge(first, second, float_path)
+        merge(first, second, float_path)  # deletes `second`
         first.unlink()
-        second.unlink()
     else:
         _lower_signatures(signatures, streamed, float_path, step)
     if streamed is not None:

@@ -16,7 +16,6 @@ afterwards, as for one process.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import struct
 from pathlib import Path
 from typing import Any
@@ -76,7 +75,11 @@ def _shift_subgraph_references(op: Any, shift: int) -> None:
 
 
 def merge(first: Path, second: Path, out: Path) -> None:
-    """Write to `out` the model with the signatures of `first`, then those of `second`."""
+    """Write to `out` the model with the signatures of `first`, then those of `second`.
+
+    `second` is deleted once read (before `out` is written), so the disk holds at most the
+    two halves, then `first` and a sparse `out`.
+    """
     import flatbuffers
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
@@ -109,8 +112,13 @@ def merge(first: Path, second: Path, out: Path) -> None:
             remap[j] = by_marker[index]
             continue
         # A weight only the second file's signatures use (prefill signatures compute no
-        # logits, so the last block's MLP is pruned from them), or a small constant.
-        content = _buffer_bytes(buf, second)
+        # logits, so the last block's MLP is pruned from them): its marker and, in the
+        # merged file, a hole of its size; or a small constant.
+        if index is not None and buf.offset > 1:
+            content, size = _marker_bytes(index), buf.size
+        else:
+            content = _buffer_bytes(buf, second)
+            size = len(content) if content is not None else 0
         key = hashlib.sha256(content).digest() if content is not None and index is None else None
         if key is not None and key in by_content:
             remap[j] = by_content[key]
@@ -119,7 +127,7 @@ def merge(first: Path, second: Path, out: Path) -> None:
         if content is not None:
             if external:
                 # a placeholder offset (not 0, which flatbuffers would leave out), set once positions are known
-                new.offset, new.size = 2, len(content)
+                new.offset, new.size = 2, size
                 appended.append((new, content))
             else:
                 new.data = np.frombuffer(content, dtype=np.uint8)
@@ -129,6 +137,8 @@ def merge(first: Path, second: Path, out: Path) -> None:
             by_content[key] = remap[j]
         if index is not None:
             by_marker[index] = remap[j]
+
+    second.unlink()  # all of it that is needed is read: its disk is free before the merged file is written
 
     def code_key(c: Any) -> tuple[Any, ...]:
         return (c.builtinCode, c.deprecatedBuiltinCode, c.customCode, c.version)
@@ -169,25 +179,38 @@ def merge(first: Path, second: Path, out: Path) -> None:
     if not external:
         out.write_bytes(flat)
         return
-    # Weights after the flatbuffer: the first file's data region as it is, then the appended buffers.
+    # Weights after the flatbuffer: each of the first file's buffers where it was (relative to
+    # the data region), then the appended ones. A weight's region is written as its marker
+    # and a hole (a sparse file): `fill` writes the values, so its zeros never take disk.
     start = -(-len(flat) // _ALIGN) * _ALIGN
-    size_a = first.stat().st_size - data_a
     moved = start - data_a
     placed = {id(buf) for buf, _ in appended}
+    content_a = {}
     for buf in a.buffers:
         if buf.offset > 1 and id(buf) not in placed:
+            index = _marker(buf, first)
+            content_a[id(buf)] = _marker_bytes(index) if index is not None else _buffer_bytes(buf, first)
             buf.offset += moved
-    position = start + -(-size_a // _ALIGN) * _ALIGN
-    for buf, content in appended:
+    end = max((buf.offset + buf.size for buf in a.buffers if buf.offset > 1 and id(buf) not in placed), default=start)
+    position = -(-end // _ALIGN) * _ALIGN
+    for buf, _ in appended:
         buf.offset = position
-        position = -(-(position + len(content)) // _ALIGN) * _ALIGN
+        position = -(-(position + buf.size) // _ALIGN) * _ALIGN
     again = serialize()
     if len(again) > start:  # offsets are fixed-width, so this cannot grow; guard anyway
         raise ValueError("the merged flatbuffer grew when its offsets were set")
-    with open(out, "wb") as f, open(first, "rb") as src:
-        f.write(again + bytes(start - len(again)))
-        src.seek(data_a)
-        shutil.copyfileobj(src, f, 16 << 20)
-        for buf, content in appended:
-            f.write(bytes(buf.offset - f.tell()))
-            f.write(content)
+    with open(out, "wb") as f:
+        f.write(again)
+        for buf in a.buffers:
+            data = content_a.get(id(buf))
+            if data:
+                f.seek(buf.offset)
+                f.write(data)
+        for buf, data in appended:
+            f.seek(buf.offset)
+            f.write(data)
+        f.truncate(max([start, end] + [buf.offset + buf.size for buf, _ in appended]))
+
+
+def _marker_bytes(index: int) -> bytes:
+    return struct.pack("<16sQQ", _MARKER_PREFIX, index, 0)
