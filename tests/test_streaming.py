@@ -39,7 +39,9 @@ def tiny(family: str) -> Path:
     return importlib.import_module(f"litert_{family}").TINY_CHECKPOINT
 
 
-@pytest.mark.parametrize("family", ["qwen3", "gemma3"])  # llama's kit converts streamed and checks parity
+# One family here: every family's kit converts streamed (and on two processes) and checks
+# parity against transformers and generation in LiteRT-LM.
+@pytest.mark.parametrize("family", ["qwen3"])
 def test_streamed_export_is_byte_identical_to_the_loaded_one(family: str, tmp_path: Path) -> None:
     from litert.lowering import lower
 
