@@ -121,9 +121,9 @@ def lower(
     A module built with streamed weights (litert.streaming) is lowered with markers in
     place of its large weights, which are then written into the float model from the
     checkpoint; `NotStreamable` means it must be built again with its weights loaded.
-    With `rebuild` too, and two cores, a second process builds the same streamed model and
-    lowers the second half of the signatures while this one lowers the first; the two
-    float models are merged (litert.merging) before the weights are written.
+    With `rebuild` too, when `export_processes` says two, a second process builds the same
+    streamed model and lowers the second half of the signatures while this one lowers the
+    first; the two float models are merged (litert.merging) before the weights are written.
     """
     import torch
 
@@ -143,8 +143,8 @@ def lower(
     signatures = edge._signatures
     step = step or (lambda label: None)
     float_path = path if quant_config is None else workdir / "model.float.tflite"
-    parallel = rebuild is not None and export_processes(module, settings.quantize) > 1
-    if streamed is not None and parallel and len(signatures) > 1:
+    parallel = streamed is not None and rebuild is not None and len(signatures) > 1
+    if parallel and export_processes(module, settings.quantize) > 1:
         half = (len(signatures) + 1) // 2
         names = [sig.name for sig in signatures[half:]]
         first, second = workdir / "part-1.tflite", workdir / "part-2.tflite"
