@@ -73,6 +73,13 @@ the toolchain and build the streamed model): tracing and lowering one signature 
 tiny model takes 2 s, of Qwen3-0.6B 14 s."""
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def export_processes(module: Any, quantize: str) -> int:
     """Processes that trace and lower signatures at once: 2 for a model of `PARALLEL_FROM`
     parameters or more on a machine with two or more cores, when TMPDIR has room for both
@@ -82,7 +89,7 @@ def export_processes(module: Any, quantize: str) -> int:
 
     from litert.disk import room_for
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     params = sum(p.numel() for p in module.parameters())
     wanted = os.environ.get("LITERT_EXPORT_PROCESSES", "")
     two = wanted == "2" or (wanted != "1" and params >= PARALLEL_FROM)

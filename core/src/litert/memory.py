@@ -83,10 +83,9 @@ def estimate_peak_bytes(checkpoint: Checkpoint) -> int:
     params = model_parameters(checkpoint)
     if not streaming.enabled():
         return int(BASE_BYTES + BYTES_PER_PARAM * params)
-    from litert.lowering import PARALLEL_FROM
+    from litert.lowering import PARALLEL_FROM, usable_cores
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    processes = 2 if params >= PARALLEL_FROM and cores >= 2 else 1
+    processes = 2 if params >= PARALLEL_FROM and usable_cores() >= 2 else 1
     return int(max(processes * BASE_BYTES, QUANTIZE_BASE_BYTES + QUANTIZE_BYTES_PER_PARAM * params))
 
 

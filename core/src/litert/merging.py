@@ -16,11 +16,11 @@ afterwards, as for one process.
 from __future__ import annotations
 
 import hashlib
-import struct
 from pathlib import Path
 from typing import Any
 
-_MARKER_PREFIX = b"litert:streamed:"
+from litert.streaming import marker, marker_index
+
 _ALIGN = 64
 
 
@@ -59,8 +59,7 @@ def _marker(buffer: Any, path: Path) -> int | None:
         first = np.asarray(buffer.data[:32], dtype=np.uint8).tobytes()
     else:
         return None
-    prefix, index, zero = struct.unpack("<16sQQ", first)
-    return index if prefix == _MARKER_PREFIX and zero == 0 else None
+    return marker_index(first)
 
 
 def _shift_subgraph_references(op: Any, shift: int) -> None:
@@ -115,7 +114,7 @@ def merge(first: Path, second: Path, out: Path) -> None:
         # logits, so the last block's MLP is pruned from them): its marker and, in the
         # merged file, a hole of its size; or a small constant.
         if index is not None and buf.offset > 1:
-            content, size = _marker_bytes(index), buf.size
+            content, size = marker(index), buf.size
         else:
             content = _buffer_bytes(buf, second)
             size = len(content) if content is not None else 0
@@ -189,7 +188,7 @@ def merge(first: Path, second: Path, out: Path) -> None:
     for buf in a.buffers:
         if buf.offset > 1 and id(buf) not in placed:
             index = _marker(buf, first)
-            content_a[id(buf)] = _marker_bytes(index) if index is not None else _buffer_bytes(buf, first)
+            content_a[id(buf)] = marker(index) if index is not None else _buffer_bytes(buf, first)
             buf.offset += moved
     end = max((buf.offset + buf.size for buf in a.buffers if buf.offset > 1 and id(buf) not in placed), default=start)
     position = -(-end // _ALIGN) * _ALIGN
@@ -210,7 +209,3 @@ def merge(first: Path, second: Path, out: Path) -> None:
             f.seek(buf.offset)
             f.write(data)
         f.truncate(max([start, end] + [buf.offset + buf.size for buf, _ in appended]))
-
-
-def _marker_bytes(index: int) -> bytes:
-    return struct.pack("<16sQQ", _MARKER_PREFIX, index, 0)

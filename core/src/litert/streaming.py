@@ -84,6 +84,14 @@ def marker(index: int) -> bytes:
     return _MARKER.pack(_PREFIX, index, 0)
 
 
+def marker_index(first: bytes) -> int | None:
+    """The number of the marker `first` (a buffer's first 32 bytes) starts with, else None."""
+    if len(first) < _MARKER.size:
+        return None
+    prefix, index, zero = _MARKER.unpack(first[: _MARKER.size])
+    return index if prefix == _PREFIX and zero == 0 else None
+
+
 @dataclasses.dataclass
 class StreamedWeights:
     """What a conversion needs to fill the float model: how to read and map the checkpoint
@@ -172,8 +180,8 @@ def marked_buffers(path: Path) -> dict[int, tuple[int, int]]:
                 start, size = buffer._tab.Vector(field), buffer.DataLength()
             if size < _MARKER.size:
                 continue
-            prefix, index, zero = _MARKER.unpack(data[start : start + _MARKER.size])
-            if prefix == _PREFIX and zero == 0:
+            index = marker_index(data[start : start + _MARKER.size])
+            if index is not None:
                 if index in found:
                     raise NotStreamable(f"marker {index} appears twice in the float model")
                 found[index] = (start, size)
