@@ -70,16 +70,19 @@ def test_llama32_rope_scaling_matches_transformers(vintage: str, tmp_path: Path,
     assert result.ok, result.describe()
 
 
-def test_unsupported_rope_scaling_is_refused_in_seconds(tmp_path: Path, tiny_llama: Path) -> None:
+def test_unknown_rope_type_is_refused_at_planning(tmp_path: Path, tiny_llama: Path) -> None:
+    # check_settings refuses before build_model: no torch model is made.
+    from litert.convert import ConvertOptions, plan_conversion
     from litert.errors import LitertError
+    from litert.plugins import get_plugins
 
     path = tmp_path / "ckpt"
     shutil.copytree(tiny_llama, path)
     config = json.loads((path / "config.json").read_text())
-    config["rope_parameters"] = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0}
+    config["rope_parameters"] = {"rope_type": "mystery", "rope_theta": 10000.0, "factor": 4.0}
     (path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(LitertError, match="RoPE scaling 'yarn'"):
-        stress.build("llama", path)
+    with pytest.raises(LitertError, match="RoPE type 'mystery' is not supported"):
+        plan_conversion(get_plugins(), load_checkpoint(path), ConvertOptions(family="llama"))
 
 
 @pytest.fixture(scope="module")

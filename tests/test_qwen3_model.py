@@ -168,7 +168,7 @@ def test_untied_checkpoint_without_lm_head_names_the_tensor(tmp_path: Path, tiny
 
 def test_model_config_follows_config_json_not_a_size_table(tiny_qwen3: Path) -> None:
     # Real Qwen3 sizes (from their config.json) map onto the litert-torch config field by field.
-    from litert_qwen3.model import model_config
+    from litert_qwen3.model import Qwen3
 
     sizes = {
         "0.6B": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
@@ -186,7 +186,7 @@ def test_model_config_follows_config_json_not_a_size_table(tiny_qwen3: Path) -> 
         config.pop("rope_parameters")
         ckpt = load_checkpoint(tiny_qwen3)
         ckpt = type(ckpt)(path=ckpt.path, config=config, source=name)
-        mc = model_config(ckpt, ExportSettings())
+        mc = Qwen3(ckpt, ExportSettings()).model_config()
         attn = mc.block_config(0).attn_config
         assert (mc.embedding_dim, mc.num_layers, mc.vocab_size) == (
             fields["hidden_size"], fields["num_hidden_layers"], 151936), name  # fmt: skip

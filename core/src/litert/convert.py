@@ -99,6 +99,7 @@ def plan_conversion(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOption
     settings = dataclasses.replace(settings, **overrides)
     settings.validate()
     preflight.check_block_quantization(ckpt, settings.quantize)
+    plugins.call(plugin, "check_settings", claim=claim, settings=settings)
     assets = _typed(plugins.call(plugin, "tokenizer_assets", claim=claim), TokenizerAssets, plugin, "tokenizer_assets")
     prompt = _typed(plugins.call(plugin, "prompt_format", claim=claim), PromptFormat, plugin, "prompt_format")
     sampler = _typed(plugins.call(plugin, "sampler_defaults", claim=claim), SamplerDefaults, plugin, "sampler_defaults")

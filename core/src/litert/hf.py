@@ -8,11 +8,31 @@ and `torch_dtype` at the top level, files saved by transformers 5 carry
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from litert.errors import LitertError
 from litert.types import Checkpoint, SamplerDefaults
+
+__all__ = [
+    "DecoderConfig",
+    "added_tokens",
+    "chat_template",
+    "decoder_config",
+    "eos_token_ids",
+    "generation_sampler",
+    "require",
+    "rope_parameters",
+    "rope_theta",
+    "rope_type",
+    "special_tokens",
+    "start_token",
+    "stop_tokens",
+    "token_strings",
+    "tokenizer_config",
+]
 
 
 def require(config: Any, key: str, checkpoint: Checkpoint) -> Any:
@@ -46,19 +66,166 @@ def rope_theta(config: Any, layer_type: str | None = None, default: float | None
 
 def rope_type(config: Any, layer_type: str | None = None) -> str:
     """The RoPE scaling type ("default" when none), from either config vintage."""
+    return str(rope_parameters(config, layer_type)["rope_type"])
+
+
+def rope_parameters(config: Any, layer_type: str | None = None) -> dict[str, Any]:
+    """Every RoPE parameter of one layer type, in transformers 5's form, from either vintage.
+
+    Always has `rope_type` ("default", "linear", "dynamic", "yarn", "longrope", "llama3"),
+    `rope_theta` (None when the config has none: the family's default applies) and
+    `partial_rotary_factor` (1.0 unless the config says otherwise); the scaling fields
+    (`factor`, `original_max_position_embeddings`, `short_factor`, ...) as the config has
+    them. Old configs keep them in `rope_scaling` with `type`, new ones in `rope_parameters`
+    (keyed by layer type for Gemma3).
+
+    Example: ``hf.rope_parameters({"rope_theta": 1e4, "rope_scaling": {"type": "linear",
+    "factor": 8.0}})`` is ``{"rope_type": "linear", "factor": 8.0, "rope_theta": 10000.0,
+    "partial_rotary_factor": 1.0}``.
+    """
     params = config.get("rope_parameters")
-    if isinstance(params, dict):
-        if layer_type is not None and isinstance(params.get(layer_type), dict):
-            params = params[layer_type]
-        return str(params.get("rope_type") or params.get("type") or "default")
+    if isinstance(params, dict) and layer_type is not None and isinstance(params.get(layer_type), dict):
+        params = params[layer_type]
+    elif isinstance(params, dict) and params and all(isinstance(v, dict) for v in params.values()):
+        params = next(iter(params.values()))  # per layer type, asked without one
+    out: dict[str, Any] = dict(params) if isinstance(params, dict) else {}
     scaling = config.get("rope_scaling")
-    if isinstance(scaling, dict):
-        return str(scaling.get("rope_type") or scaling.get("type") or "default")
-    return "default"
+    local_base = layer_type == "sliding_attention" and config.get("rope_local_base_freq") is not None
+    if not out and isinstance(scaling, dict) and not local_base:  # old Gemma3: local layers never scaled
+        out = dict(scaling)
+    out["rope_type"] = str(out.get("rope_type") or out.pop("type", None) or "default")
+    out.pop("type", None)
+    out["rope_theta"] = rope_theta(config, layer_type)
+    partial = out.get("partial_rotary_factor", config.get("partial_rotary_factor"))
+    out["partial_rotary_factor"] = float(partial) if partial is not None else 1.0
+    if out["rope_type"] in ("longrope", "yarn", "llama3", "dynamic") and "original_max_position_embeddings" not in out:
+        original = config.get("original_max_position_embeddings")
+        if original is not None:
+            out["original_max_position_embeddings"] = int(original)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class DecoderConfig:
+    """What config.json says about a decoder-only transformer, read once, in one vintage.
+
+    Made by `decoder_config(checkpoint)`; every size is checked to be there. Fields a
+    family does not have take the value transformers assumes when the key is absent.
+    """
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    rms_norm_eps: float
+    tie_word_embeddings: bool
+    activation: str
+    attention_bias: bool
+    mlp_bias: bool
+    max_position_embeddings: int | None
+    sliding_window: int | None
+    """The window of sliding-window layers, None when no layer has one."""
+    layer_types: tuple[str, ...]
+    """Per layer: "full_attention" or "sliding_attention"."""
+    rope: Mapping[str, Mapping[str, Any]]
+    """`rope_parameters` per layer type present in `layer_types`."""
+    raw: Mapping[str, Any]
+    """The whole config.json, for what is particular to a family."""
+
+    @property
+    def partial_rotary_factor(self) -> float:
+        return float(
+            self.rope["full_attention" if "full_attention" in self.rope else next(iter(self.rope))][
+                "partial_rotary_factor"
+            ]
+        )
+
+
+def decoder_config(checkpoint: Checkpoint, *, tie_default: bool = False, windowed: bool = False) -> DecoderConfig:
+    """The decoder's sizes, norms, biases, attention windows and RoPE from config.json.
+
+    Windows, as transformers decides them: `use_sliding_window: false` means none (Qwen2,
+    Qwen3); else `layer_types` when config.json has it; else, with `use_sliding_window`,
+    the layers from `max_window_layers` on; else every layer when the family applies
+    `sliding_window` to every layer (`windowed`: Mistral, Phi-3 — Llama ignores the key).
+    `tie_default` is what an absent `tie_word_embeddings` means for the family (transformers'
+    per-architecture default: True for Qwen2/Qwen3/Gemma, False for Llama/Phi-3).
+
+    Example::
+
+        c = hf.decoder_config(claim.checkpoint, tie_default=True)
+        c.num_kv_heads, c.head_dim, c.layer_types, c.rope["full_attention"]["rope_type"]
+    """
+    c = checkpoint.config
+    hidden = int(require(c, "hidden_size", checkpoint))
+    heads = int(require(c, "num_attention_heads", checkpoint))
+    layers = int(require(c, "num_hidden_layers", checkpoint))
+    window = c.get("sliding_window") if c.get("use_sliding_window") is not False else None
+    types = c.get("layer_types")
+    if not window:
+        types = ("full_attention",) * layers
+    elif types is not None:
+        types = tuple(str(t) for t in types)
+        if len(types) != layers or any(t not in ("full_attention", "sliding_attention") for t in types):
+            raise LitertError(
+                f"config.json of {checkpoint.source or checkpoint.path} has layer_types that do not describe "
+                f"{layers} sliding/full attention layers",
+                "re-download the checkpoint",
+            )
+    elif c.get("use_sliding_window"):
+        first = int(c.get("max_window_layers") or 0)
+        types = tuple("sliding_attention" if i >= first else "full_attention" for i in range(layers))
+    elif windowed:
+        types = ("sliding_attention",) * layers
+    else:
+        types = ("full_attention",) * layers
+    if "sliding_attention" not in types:
+        window = None
+    return DecoderConfig(
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        num_kv_heads=int(c.get("num_key_value_heads") or heads),
+        head_dim=int(c.get("head_dim") or hidden // heads),
+        intermediate_size=int(require(c, "intermediate_size", checkpoint)),
+        vocab_size=int(require(c, "vocab_size", checkpoint)),
+        rms_norm_eps=float(c.get("rms_norm_eps") or 1e-6),
+        tie_word_embeddings=bool(c.get("tie_word_embeddings", tie_default)),
+        activation=str(c.get("hidden_act") or c.get("hidden_activation") or "silu"),
+        attention_bias=bool(c.get("attention_bias", False)),
+        mlp_bias=bool(c.get("mlp_bias", False)),
+        max_position_embeddings=int(c["max_position_embeddings"]) if c.get("max_position_embeddings") else None,
+        sliding_window=int(window) if window else None,
+        layer_types=types,
+        rope={t: rope_parameters(c, t) for t in sorted(set(types))},
+        raw=c,
+    )
 
 
 def tokenizer_config(checkpoint: Checkpoint) -> dict[str, Any]:
+    """tokenizer_config.json as a dict (empty when the checkpoint has none)."""
     return checkpoint.read_json("tokenizer_config.json") or {}
+
+
+def start_token(checkpoint: Checkpoint) -> str | None:
+    """The BOS token, where the chat template or the tokenizer writes one (Llama 3, Gemma), else None.
+
+    Example: a Llama-3 checkpoint whose template starts with ``{{ bos_token }}`` gives
+    ``"<|begin_of_text|>"``; a Qwen checkpoint (no BOS) gives None.
+    """
+    tok = tokenizer_config(checkpoint)
+    bos = tok.get("bos_token")
+    if isinstance(bos, dict):
+        bos = bos.get("content")
+    if not isinstance(bos, str) or not bos:
+        return None
+    template = chat_template(checkpoint) or ""
+    if "bos_token" in template or tok.get("add_bos_token") is True:
+        return bos
+    return None
 
 
 def chat_template(checkpoint: Checkpoint) -> str | None:

@@ -76,6 +76,7 @@ def load_weights(
     tensor_names: Any,
     tied_lm_head: bool,
     unused: Mapping[str, str] | None = None,
+    split: Mapping[str, tuple[tuple[str, int], ...]] | None = None,
 ) -> Any:
     r"""Load the checkpoint's safetensors into `model` (a litert-torch DecoderOnlyModel).
 
@@ -94,29 +95,35 @@ def load_weights(
     :param unused: tensors the model deliberately does not load: a regular expression
         (matched against the whole name) -> why, e.g.
         ``{r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq": "recomputed from config.json"}``.
+    :param split: fused checkpoint tensors to read as their parts: a name pattern with "{}"
+        for the layer -> ((part name pattern, rows), ...), split along the first dimension,
+        e.g. ``{"model.layers.{}.mlp.gate_up_proj": (("model.layers.{}.mlp.gate_proj", 8192),
+        ("model.layers.{}.mlp.up_proj", 8192))}`` (`litert.classic.ClassicDecoder.splits`).
     :return: the model, in eval mode.
     """
     where = checkpoint.source or checkpoint.path
     try:
         if CLASSIC:  # upstream's way, for the benchmark's baseline: an fp32 copy of every tensor at once
-            state, model_loader = checkpoint_state(checkpoint, tensor_names, tied_lm_head, unused, everything=True)
+            state, model_loader = checkpoint_state(
+                checkpoint, tensor_names, tied_lm_head, unused, everything=True, split=split
+            )
             missing, _unexpected = model_loader.load(model, strict=not tied_lm_head)
         elif streaming.active() and _streamable(model):
             try:
                 streamed = streaming.StreamedWeights(
-                    checkpoint, tensor_names, tied_lm_head, dict(unused or {}), model.config
+                    checkpoint, tensor_names, tied_lm_head, dict(unused or {}), model.config, dict(split or {})
                 )
                 state, model_loader = checkpoint_state(
-                    checkpoint, tensor_names, tied_lm_head, unused, meta_from=streaming.threshold()
+                    checkpoint, tensor_names, tied_lm_head, unused, meta_from=streaming.threshold(), split=split
                 )
                 missing = _load_block_by_block(model, model_loader, state, streamed)
                 if streamed.names:  # else every weight was small enough to be read
                     setattr(model, streaming.ATTRIBUTE, streamed)
             except streaming.NotStreamable:  # e.g. a plugin's model holding other dtypes: load it whole
-                state, model_loader = checkpoint_state(checkpoint, tensor_names, tied_lm_head, unused)
+                state, model_loader = checkpoint_state(checkpoint, tensor_names, tied_lm_head, unused, split=split)
                 missing = _load_block_by_block(model, model_loader, state)
         else:
-            state, model_loader = checkpoint_state(checkpoint, tensor_names, tied_lm_head, unused)
+            state, model_loader = checkpoint_state(checkpoint, tensor_names, tied_lm_head, unused, split=split)
             missing = _load_block_by_block(model, model_loader, state)
     except KeyError as exc:
         raise LitertError(f"{where} has no tensor {exc}, which the plugin's model needs", _MISMATCH_HINT) from exc
@@ -156,6 +163,7 @@ def checkpoint_state(
     unused: Mapping[str, str] | None,
     everything: bool = False,
     meta_from: int | None = None,
+    split: Mapping[str, tuple[tuple[str, int], ...]] | None = None,
 ) -> tuple[Any, Any]:
     """The checkpoint's tensors (less those the model does without) and a litert-torch
     ModelLoader mapping them to the model's names.
@@ -168,6 +176,10 @@ def checkpoint_state(
     state: Any = (
         load_state_dict(checkpoint, dtype="float32") if everything else LazyStateDict(checkpoint, meta_from=meta_from)
     )
+    if split:
+        from litert.weights import SplitState
+
+        state = SplitState(state, split)
     if tied_lm_head:
         state.pop("lm_head.weight", None)
     patterns = [re.compile(p) for p in (unused or {})]

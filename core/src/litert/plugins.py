@@ -116,6 +116,9 @@ class PluginSet:
             else:
                 self._load(ep, record)
             self.records.append(record)
+        from litert.defaults import NAME, Defaults
+
+        self.pm.register(Defaults({r.name: r.manifest for r in self.loaded()}), name=NAME)
 
     @staticmethod
     def _dist_name(ep: importlib.metadata.EntryPoint) -> str:
@@ -190,8 +193,11 @@ class PluginSet:
         warn(f"warning: plugin {rec.name!r} ({rec.distribution} {rec.version}) failed: {rec.error}")
 
     def call(self, plugin: str, hook: str, **kwargs: Any) -> Any:
-        """Ask one hook of one plugin only (the claiming plugin); a hook that raises is named."""
-        others = [p for n, p in self.pm.list_name_plugin() if n != plugin]
+        """Ask one hook of one plugin only (the claiming plugin, with the built-in defaults
+        behind it); a hook that raises is named."""
+        from litert.defaults import NAME
+
+        others = [p for n, p in self.pm.list_name_plugin() if n not in (plugin, NAME)]
         caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
         try:
             result = caller(**kwargs)
@@ -205,7 +211,7 @@ class PluginSet:
                 f"plugin {plugin!r} ({rec.distribution} {rec.version}) failed in `{hook}`: {type(exc).__name__}: {exc}",
                 f"a bug in the plugin: report it to the maintainers of {rec.distribution}",
             ) from exc
-        if result is None:
+        if result is None and hook not in hookspecs.OPTIONAL_ANSWER_HOOKS:
             rec = self.record(plugin)
             raise LitertError(
                 f"plugin {plugin!r} ({rec.distribution} {rec.version}) gave no answer to `{hook}`",
@@ -219,6 +225,8 @@ class PluginSet:
         for rec in self.loaded():
             hook_impls = [i for i in self.pm.hook.resolve_checkpoint.get_hookimpls() if i.plugin_name == rec.name]
             if not hook_impls:
+                default = manifest_claim(rec, checkpoint)
+                claims.extend([(rec.name, default)] if default is not None else [])
                 continue
             caller = self.pm.subset_hook_caller(
                 "resolve_checkpoint",
@@ -232,7 +240,7 @@ class PluginSet:
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - one broken plugin must not stop the others
                 self._fail(rec, "resolve_checkpoint", exc)
                 continue
-            claims.extend((rec.name, claim) for claim in answers if claim is not None)
+            claims.extend((rec.name, dataclasses.replace(c, plugin=rec.name)) for c in answers if c is not None)
         arch = ", ".join(checkpoint.architectures) or "no `architectures` in config.json"
         if family is not None:
             chosen = [(n, c) for n, c in claims if c.family == family or n == family]
@@ -261,6 +269,18 @@ class PluginSet:
                 f"choose one with --family NAME ({', '.join(c.family for _, c in claims)})",
             )
         return claims[0]
+
+
+def manifest_claim(rec: PluginRecord, checkpoint: Checkpoint) -> Claim | None:
+    """The default claim: one of the manifest's architectures is the checkpoint's."""
+    manifest = rec.manifest
+    if manifest is None:
+        return None
+    for architecture in manifest.architectures:
+        if architecture in checkpoint.architectures:
+            family = manifest.families[0] if manifest.families else rec.name
+            return Claim(family, checkpoint, architecture, priority=manifest.priority, plugin=rec.name)
+    return None
 
 
 _PLUGINS: PluginSet | None = None

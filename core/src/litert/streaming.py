@@ -103,6 +103,8 @@ class StreamedWeights:
     unused: dict[str, str]
     config: Any
     """The litert-torch ModelConfig the blocks are mapped with."""
+    split: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Fused checkpoint tensors read as their parts (see `litert.modeling.load_weights`)."""
     names: list[str] = dataclasses.field(default_factory=list)
     """Streamed parameter names; a parameter's index here is its marker's number."""
     storages: dict[int, str] = dataclasses.field(default_factory=dict)
@@ -202,7 +204,9 @@ def fill(path: Path, streamed: StreamedWeights) -> None:
     if lost or len(found) != len(streamed.names):
         raise NotStreamable(f"parameter {lost[0] if lost else '?'} is not in the float model as it was marked")
     where = {streamed.names[i]: place for i, place in found.items()}
-    state, loader = checkpoint_state(streamed.checkpoint, streamed.tensor_names, streamed.tied_lm_head, streamed.unused)
+    state, loader = checkpoint_state(
+        streamed.checkpoint, streamed.tensor_names, streamed.tied_lm_head, streamed.unused, split=streamed.split
+    )
     with open(path, "r+b", buffering=0) as f:
         for block in mapped_blocks(streamed.config, loader, state):
             for name, tensor in block.items():

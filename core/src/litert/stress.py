@@ -15,7 +15,7 @@ Public for plugin authors: the plugin kit (`litert.testing.PluginConformance`) r
 every variant; `make_variant` and `compare` are usable on their own, e.g. to debug one::
 
     from litert import stress
-    variant = stress.variant_named("kv_heads_2", base_config)
+    variant = stress.variant_named("kv_heads_2")
     path = stress.make_variant(TINY_CHECKPOINT, variant, tmp_path / "kv2")
     result = stress.compare("myfamily", path)
     assert result.ok, result.describe()
@@ -90,6 +90,68 @@ def _set(**fields: Any) -> Callable[[dict[str, Any]], None]:
     return lambda c: c.update(fields)
 
 
+def _rope_dicts(c: dict[str, Any]) -> list[dict[str, Any]]:
+    """The RoPE parameter dicts a scaling applies to: the global layers' where they are
+    keyed by layer type (Gemma3 scales only those), else the one dict (made in the vintage
+    the config has: `rope_parameters`, or `rope_scaling` beside `rope_theta`)."""
+    params = c.get("rope_parameters")
+    if isinstance(params, dict) and isinstance(params.get("full_attention"), dict):
+        return [params["full_attention"]]
+    if isinstance(params, dict):
+        return [params]
+    scaling = c.setdefault("rope_scaling", {})
+    return [scaling]
+
+
+def _rope(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(c: dict[str, Any]) -> None:
+        for d in _rope_dicts(c):
+            for key in ("factor", "low_freq_factor", "high_freq_factor", "short_factor", "long_factor",
+                        "attention_factor", "beta_fast", "beta_slow", "original_max_position_embeddings"):  # fmt: skip
+                d.pop(key, None)
+            d.update(fields)
+            d.pop("type", None)
+
+    return edit
+
+
+def _longrope(c: dict[str, Any]) -> None:
+    half = int(_head_dim(c) * float(c.get("partial_rotary_factor") or 1.0)) // 2
+    _rope(
+        rope_type="longrope",
+        short_factor=[1.0 + 0.25 * i for i in range(half)],
+        long_factor=[2.0 + 0.5 * i for i in range(half)],
+        original_max_position_embeddings=KV_CACHE_LEN,
+    )(c)
+    c["max_position_embeddings"] = 4 * KV_CACHE_LEN  # factor 4: transformers' attention scaling applies
+
+
+def _no_sliding(c: Mapping[str, Any]) -> bool:
+    return not _has_sliding(c)
+
+
+def _window_every_layer(c: dict[str, Any]) -> None:
+    c["sliding_window"] = WINDOW
+    if "use_sliding_window" in c:  # Qwen2/Qwen3: windows from max_window_layers on
+        c.update(use_sliding_window=True, max_window_layers=0)
+    if c.get("layer_types"):
+        c["layer_types"] = ["sliding_attention"] * int(c["num_hidden_layers"])
+
+
+def _partial_rotary(c: Mapping[str, Any]) -> bool:
+    """Only architectures whose attention rotates part of the head (Phi-3 and the like)
+    accept the field; others would ignore or break on it."""
+    params = c.get("rope_parameters")
+    return "partial_rotary_factor" in c or (isinstance(params, dict) and "partial_rotary_factor" in params)
+
+
+def _set_partial(c: dict[str, Any]) -> None:
+    c["partial_rotary_factor"] = 0.5
+    params = c.get("rope_parameters")
+    if isinstance(params, dict):
+        params["partial_rotary_factor"] = 0.5
+
+
 VARIANTS: tuple[StressVariant, ...] = (
     StressVariant("perturbed", "the base config, every parameter re-drawn", lambda c: None),
     StressVariant("kv_heads_1", "one KV head (multi-query)", _set(num_key_value_heads=1)),
@@ -125,6 +187,35 @@ VARIANTS: tuple[StressVariant, ...] = (
     StressVariant(
         "mlp_bias", "mlp_bias: true (biases on the MLP projections)", _set(mlp_bias=True), lambda c: "mlp_bias" in c
     ),
+    StressVariant(
+        "window_every_layer",
+        f"sliding_window {WINDOW} with no layer_types (windows wherever the architecture applies them)",
+        _window_every_layer,
+        _no_sliding,
+    ),
+    StressVariant("rope_linear", "linear RoPE scaling, factor 4", _rope(rope_type="linear", factor=4.0)),
+    StressVariant(
+        "rope_llama3",
+        "Llama 3.1 RoPE scaling (factor 8, original context 16, so every band is exercised)",
+        _rope(
+            rope_type="llama3",
+            factor=8.0,
+            low_freq_factor=1.0,
+            high_freq_factor=4.0,
+            original_max_position_embeddings=16,
+        ),
+    ),
+    StressVariant(
+        "rope_yarn",
+        "YaRN RoPE scaling, factor 4 over an original context of 16",
+        _rope(rope_type="yarn", factor=4.0, original_max_position_embeddings=16),
+    ),
+    StressVariant(
+        "rope_longrope",
+        f"LongRoPE (Phi-3) with short and long factors, original context {KV_CACHE_LEN}, factor 4",
+        _longrope,
+    ),
+    StressVariant("partial_rotary", "partial_rotary_factor 0.5 (half the head rotated)", _set_partial, _partial_rotary),
 )
 VARIANT_NAMES: tuple[str, ...] = tuple(v.name for v in VARIANTS)
 
@@ -246,13 +337,12 @@ def build(plugin: str, path: Path) -> Any:
     from litert.checkpoint import load_checkpoint
     from litert.convert import ConvertOptions, plan_conversion
     from litert.plugins import get_plugins
-    from litert.types import ExportSettings
 
     plugins = get_plugins()
     ckpt = load_checkpoint(path)
-    plan = plan_conversion(plugins, ckpt, ConvertOptions(family=plugin))
-    settings = ExportSettings(prefill_lengths=(8,), kv_cache_max_len=KV_CACHE_LEN, quantize="none")
-    return plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=settings)
+    options = ConvertOptions(family=plugin, prefill_lengths=(8,), kv_cache_max_len=KV_CACHE_LEN, quantize="none")
+    plan = plan_conversion(plugins, ckpt, options)  # the plugin's own settings, with a small export
+    return plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=plan.settings)
 
 
 def compare(plugin: str, path: Path) -> Comparison:

@@ -108,7 +108,13 @@ class PluginConformance:
         assert rec.status == "ok", f"{rec.status}: {rec.error}"
         assert rec.api_version in hookspecs.SUPPORTED_API_VERSIONS
         assert rec.families, "the manifest names no families"
-        missing = set(hookspecs.CONVERSION_HOOKS) - set(rec.hooks)
+        if rec.api_version >= 2:  # the rest have defaults; build_model too when the manifest names a model
+            required = set(hookspecs.REQUIRED_HOOKS) - (
+                {"build_model"} if rec.manifest and rec.manifest.model else set()
+            )
+        else:
+            required = set(hookspecs.CONVERSION_HOOKS) - {"check_settings"}
+        missing = required - set(rec.hooks)
         assert not missing, f"hooks not implemented: {sorted(missing)}"
 
     # -- claiming ------------------------------------------------------------------------

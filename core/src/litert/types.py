@@ -98,6 +98,8 @@ class Claim:
     """When several plugins claim one checkpoint, the highest priority wins (a tie is an
     error asking for --family). A plugin for a whole architecture claims with a negative
     priority (litert-llama: -10), so a plugin for one family built on it wins by default."""
+    plugin: str = ""
+    """The entry-point name of the plugin that claimed; set by the core after claiming."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,6 +225,15 @@ class PluginManifest:
     """The config.json architectures it claims, e.g. ("Qwen3ForCausalLM",)."""
     api_version: int = 1
     """The plugin API version the plugin was written against (litert.PLUGIN_API_VERSION)."""
+    priority: int = 0
+    """The priority of the default claim (see `Claim.priority`); a plugin for a whole
+    architecture that others specialise uses a negative one."""
+    sampler: SamplerDefaults | None = None
+    """The family's recommended sampling, used when generation_config.json does not set it."""
+    model: str | None = None
+    """"module:Class" of the family's `litert.classic.ClassicDecoder` subclass, e.g.
+    "litert_qwen2.model:Qwen2": the default `build_model` builds it and the default
+    `check_settings` runs its `check()`. Imported only when needed."""
     tiny_checkpoint: Path | None = None
     """A tiny checkpoint directory shipped with the plugin; `litert demo` converts and runs it."""
     demo_prompt: str = "What is the capital of France?"

@@ -10,7 +10,7 @@ import json
 import math
 import os
 import struct
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -259,3 +259,64 @@ def _load_pickle(path: Path, target: Any) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise LitertError(f"{path.name} does not hold a state dict", "use a checkpoint with safetensors weights")
     return {k: (v.to(target) if target and v.is_floating_point() else v) for k, v in state.items()}
+
+
+class SplitState(MutableMapping):
+    """A state dict in which fused tensors (Phi-3's qkv_proj, gate_up_proj) appear as their
+    parts, split along the first dimension when taken; the fused tensor is read per part.
+
+    `split` maps a fused name pattern with "{}" for the layer index (no ".weight") to its
+    parts: ((part pattern, rows), ...). Works over a plain dict or a `LazyStateDict`, meta
+    tensors included (a part of a tensor known by shape only is known by shape only).
+    """
+
+    def __init__(self, base: MutableMapping, split: Mapping[str, tuple[tuple[str, int], ...]]) -> None:
+        import re
+
+        self._base = base
+        self._parts: dict[str, tuple[str, int, int]] = {}
+        self._left: dict[str, int] = {}
+        for fused, parts in split.items():
+            pattern = re.compile(re.escape(fused).replace(r"\{\}", r"(\d+)") + r"\.(weight|bias)")
+            for key in list(base):
+                m = pattern.fullmatch(key)
+                if not m:
+                    continue
+                offset = 0
+                for name, rows in parts:
+                    self._parts[f"{name.format(m.group(1))}.{m.group(2)}"] = (key, offset, rows)
+                    offset += rows
+                self._left[key] = len(parts)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._parts:
+            fused, offset, rows = self._parts[key]
+            tensor = self._base[fused]
+            if tensor.shape[0] != sum(r for k, (f, _, r) in self._parts.items() if f == fused):
+                raise RuntimeError(
+                    f"size mismatch for {fused}: {tuple(tensor.shape)} does not split into the model's parts"
+                )
+            return tensor[offset : offset + rows].clone()
+        return self._base[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._base[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._parts:
+            del self._base[key]
+            return
+        fused, _, _ = self._parts.pop(key)
+        self._left[fused] -= 1
+        if self._left[fused] == 0:
+            del self._base[fused]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._parts or (key in self._base and key not in self._left)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from list(self._parts)
+        yield from [k for k in list(self._base) if k not in self._left]
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
