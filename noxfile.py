@@ -16,8 +16,9 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
 CONSTRAINTS = ("-c", "constraints.txt")
-TEST_PATHS = ("tests", "plugins/litert_qwen3/tests", "plugins/litert_gemma3/tests", "plugins/litert_llama/tests")
-PACKAGES = ("./core", "./plugins/litert_qwen3", "./plugins/litert_gemma3", "./plugins/litert_llama")
+FAMILIES = ("qwen3", "gemma3", "llama", "qwen2", "phi3")
+TEST_PATHS = ("tests", *(f"plugins/litert_{f}/tests" for f in FAMILIES))
+PACKAGES = ("./core", *(f"./plugins/litert_{f}" for f in FAMILIES))
 
 
 def install_project(session: nox.Session, *extra: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from litert import hf
 from litert.types import Checkpoint, PromptFormat
 
-__all__ = ["PRESETS", "Preset", "chatml", "detect", "from_checkpoint", "gemma", "llama3", "phi", "preset", "zephyr"]
+__all__ = ["PRESETS", "Preset", "chatml", "deepseek_r1", "detect", "from_checkpoint", "gemma", "llama3", "phi", "preset", "zephyr"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +51,14 @@ PRESETS: dict[str, Preset] = {
             ("<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"),
             ("<|start_header_id|>system<|end_header_id|>\n\n", "<|eot_id|>"),
             ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"),
+        ),
+        Preset(
+            "deepseek_r1",
+            "<｜Assistant｜>",
+            ("<｜User｜>", ""),
+            ("<｜Assistant｜>", "<｜end▁of▁sentence｜>"),
+            ("", ""),  # the R1 template writes system text at the very start, without markers
+            ("<｜end▁of▁sentence｜>",),
         ),
         Preset(
             "chatml",
@@ -127,6 +135,11 @@ def preset(name: str, checkpoint: Checkpoint, **overrides: Any) -> PromptFormat:
 def chatml(checkpoint: Checkpoint, **overrides: Any) -> PromptFormat:
     """ChatML (`<|im_start|>role ... <|im_end|>`): Qwen, SmolLM, many fine-tunes."""
     return preset("chatml", checkpoint, **overrides)
+
+
+def deepseek_r1(checkpoint: Checkpoint, **overrides: Any) -> PromptFormat:
+    """DeepSeek-R1 distills (`<｜User｜>`, `<｜Assistant｜>`, `<｜end▁of▁sentence｜>`), reasoning in <think>."""
+    return preset("deepseek_r1", checkpoint, **{"reasoning_tags": ("<think>", "</think>"), **overrides})
 
 
 def llama3(checkpoint: Checkpoint, **overrides: Any) -> PromptFormat:

@@ -249,18 +249,36 @@ def _redraw(model: Any, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=gen) * p.shape[-1] ** -0.5)
 
 
+class NotApplicable(Exception):
+    """transformers itself refuses the variant's config for this architecture: nothing to compare."""
+
+
+def _fit_rope_factors(c: dict[str, Any]) -> None:
+    """Resize LongRoPE's per-frequency factors after an edit changed the rotated width."""
+    params = c.get("rope_parameters") if isinstance(c.get("rope_parameters"), dict) else c.get("rope_scaling")
+    partial = (params or {}).get("partial_rotary_factor", c.get("partial_rotary_factor")) or 1.0
+    half = int(_head_dim(c) * float(partial)) // 2
+    for d in [params] if isinstance(params, dict) else []:
+        for key in ("short_factor", "long_factor"):
+            values = d.get(key)
+            if isinstance(values, list) and values and len(values) != half:
+                d[key] = [values[i % len(values)] for i in range(half)]
+
+
 def make_variant(base: Path, variant: StressVariant, dest: Path, seed: int = 0) -> Path:
     """Write the variant of checkpoint `base` into `dest` and return `dest`.
 
     The model is built by transformers from the edited config.json (its own registered
     classes only: no code from the checkpoint is run), every parameter re-drawn, and
-    saved as float32 safetensors beside the base's tokenizer files.
+    saved as float32 safetensors beside the base's tokenizer files. Raises NotApplicable
+    when transformers refuses the edited config for the architecture.
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = json.loads((base / "config.json").read_text(encoding="utf-8"))
     variant.edit(config)
+    _fit_rope_factors(config)
     config["dtype"] = "float32"
     config.pop("torch_dtype", None)
     dest.mkdir(parents=True, exist_ok=True)
@@ -268,7 +286,10 @@ def make_variant(base: Path, variant: StressVariant, dest: Path, seed: int = 0) 
         if (base / name).is_file():
             shutil.copyfile(base / name, dest / name)
     (dest / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    hf_config = AutoConfig.from_pretrained(dest, trust_remote_code=False)
+    try:
+        hf_config = AutoConfig.from_pretrained(dest, trust_remote_code=False)
+    except Exception as exc:  # noqa: BLE001 - e.g. Phi3Config accepts no RoPE type but longrope
+        raise NotApplicable(f"transformers refuses this variant of {base.name}: {exc}".splitlines()[0]) from exc
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32, trust_remote_code=False)
     _redraw(model, seed)

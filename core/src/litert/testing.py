@@ -203,7 +203,10 @@ class PluginConformance:
         base = load_checkpoint(self.checkpoint).config
         if not v.applies(base):
             pytest.skip(f"{variant} ({v.description}) does not apply to {self.checkpoint.name}")
-        path = stress.make_variant(self.checkpoint, v, tmp_path / variant)
+        try:
+            path = stress.make_variant(self.checkpoint, v, tmp_path / variant)
+        except stress.NotApplicable as exc:
+            pytest.skip(str(exc))
         refused = self.stress_refused.get(variant)
         try:
             result = stress.compare(self.plugin, path)

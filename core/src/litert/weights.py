@@ -276,6 +276,7 @@ class SplitState(MutableMapping):
         self._base = base
         self._parts: dict[str, tuple[str, int, int]] = {}
         self._left: dict[str, int] = {}
+        self._rows: dict[str, int] = {}
         for fused, parts in split.items():
             pattern = re.compile(re.escape(fused).replace(r"\{\}", r"(\d+)") + r"\.(weight|bias)")
             for key in list(base):
@@ -287,12 +288,13 @@ class SplitState(MutableMapping):
                     self._parts[f"{name.format(m.group(1))}.{m.group(2)}"] = (key, offset, rows)
                     offset += rows
                 self._left[key] = len(parts)
+                self._rows[key] = offset
 
     def __getitem__(self, key: str) -> Any:
         if key in self._parts:
             fused, offset, rows = self._parts[key]
             tensor = self._base[fused]
-            if tensor.shape[0] != sum(r for k, (f, _, r) in self._parts.items() if f == fused):
+            if tensor.shape[0] != self._rows[fused]:
                 raise RuntimeError(
                     f"size mismatch for {fused}: {tuple(tensor.shape)} does not split into the model's parts"
                 )
