@@ -18,6 +18,8 @@ from litert.errors import LitertError
 from litert.types import Checkpoint
 from litert.weights import LazyStateDict, load_state_dict
 
+__all__ = ["checkpoint_state", "load_weights", "mapped_blocks", "skip_init"]
+
 _INIT_FUNCTIONS = (
     "uniform_",
     "normal_",

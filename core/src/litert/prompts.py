@@ -22,7 +22,19 @@ from typing import Any
 from litert import hf
 from litert.types import Checkpoint, PromptFormat
 
-__all__ = ["PRESETS", "Preset", "chatml", "deepseek_r1", "detect", "from_checkpoint", "gemma", "llama3", "phi", "preset", "zephyr"]
+__all__ = [
+    "PRESETS",
+    "Preset",
+    "chatml",
+    "deepseek_r1",
+    "detect",
+    "from_checkpoint",
+    "gemma",
+    "llama3",
+    "phi",
+    "preset",
+    "zephyr",
+]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,6 +32,25 @@ from typing import Any
 
 from litert.errors import LitertError
 
+__all__ = [
+    "KV_CACHE_LEN",
+    "PROMPT_TOKENS",
+    "TOLERANCE",
+    "VARIANTS",
+    "VARIANT_NAMES",
+    "WINDOW",
+    "Comparison",
+    "NotApplicable",
+    "StressVariant",
+    "build",
+    "compare",
+    "litert_torch_logits",
+    "make_variant",
+    "prompt_ids",
+    "reference_logits",
+    "variant_named",
+]
+
 PROMPT_TOKENS = 24
 """Tokens compared per variant: longer than the window of the window variant."""
 KV_CACHE_LEN = 64
@@ -288,7 +307,7 @@ def make_variant(base: Path, variant: StressVariant, dest: Path, seed: int = 0) 
     (dest / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     try:
         hf_config = AutoConfig.from_pretrained(dest, trust_remote_code=False)
-    except Exception as exc:  # noqa: BLE001 - e.g. Phi3Config accepts no RoPE type but longrope
+    except Exception as exc:
         raise NotApplicable(f"transformers refuses this variant of {base.name}: {exc}".splitlines()[0]) from exc
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32, trust_remote_code=False)

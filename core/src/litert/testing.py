@@ -31,6 +31,8 @@ import pytest
 from litert import hookspecs, stress
 from litert.types import QUANTIZATION_RECIPES, ExportSettings, PromptFormat, SamplerDefaults, TokenizerAssets
 
+__all__ = ["PluginConformance", "litert_home", "litert_kit_converted"]
+
 
 @pytest.fixture
 def litert_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

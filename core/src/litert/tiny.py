@@ -98,7 +98,9 @@ def train_tiny(
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     corpus = [text for pair in qa for text in pair] + [f"{role}\n" for role in fmt.roles]
-    trainer = trainers.BpeTrainer(vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
     tok.train_from_iterator(corpus * 4, trainer=trainer)
     tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in fmt.special_tokens])
     tok.save(str(tmp / "tokenizer.json"))
@@ -151,9 +153,9 @@ def train_tiny(
         loss.backward()
         opt.step()
     model.eval().save_pretrained(tmp)
-    transformers.GenerationConfig(eos_token_id=eos, do_sample=True, temperature=0.7, top_p=0.9, top_k=40).save_pretrained(
-        tmp
-    )
+    transformers.GenerationConfig(
+        eos_token_id=eos, do_sample=True, temperature=0.7, top_p=0.9, top_k=40
+    ).save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     print(f"wrote {out} (final loss {loss.item():.4f})", file=sys.stderr)
