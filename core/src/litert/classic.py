@@ -252,20 +252,23 @@ class ClassicDecoder:
         return tables
 
     def _transformers_rope(self, layer_type: str) -> Any:
-        from transformers import AutoConfig
-        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+        import torch
 
         from litert.decoder import RopeTable
 
-        hf_config = AutoConfig.from_pretrained(self.checkpoint.path, trust_remote_code=False)
         rope = self.config.rope[layer_type]
-        per_type = isinstance(getattr(hf_config, "rope_parameters", None), dict) and layer_type in (
-            hf_config.rope_parameters or {}
+        if rope["rope_type"] == "default":  # partial rotary: transformers' per-model default, written out
+            theta = rope["rope_theta"] if rope["rope_theta"] is not None else self.rope_theta_default
+            dim = int(self.config.head_dim * rope["partial_rotary_factor"])
+            return RopeTable(1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float) / dim)), 1.0)
+        from transformers import AutoConfig
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+        hf_config = AutoConfig.from_pretrained(self.checkpoint.path, trust_remote_code=False)
+        keyed = layer_type in (getattr(hf_config, "rope_parameters", None) or {})
+        inv_freq, scaling = ROPE_INIT_FUNCTIONS[rope["rope_type"]](
+            hf_config, None, layer_type=layer_type if keyed else None
         )
-        fn = ROPE_INIT_FUNCTIONS[rope["rope_type"]] if rope["rope_type"] != "default" else None
-        if fn is None:
-            from transformers.modeling_rope_utils import _compute_default_rope_parameters as fn
-        inv_freq, scaling = fn(hf_config, None, layer_type=layer_type if per_type else None)
         return RopeTable(inv_freq, scaling)
 
     def module(self, config: Any) -> Any:

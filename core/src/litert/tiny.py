@@ -130,7 +130,8 @@ def train_tiny(
         **(config or {}),
     }
     model_class = getattr(transformers, architecture)
-    config_class = getattr(transformers, architecture.replace("ForCausalLM", "Config"))
+    names = (architecture.replace("ForCausalLM", "TextConfig"), architecture.replace("ForCausalLM", "Config"))
+    config_class = next(getattr(transformers, n) for n in names if hasattr(transformers, n))  # Gemma3: the text one
     model = model_class(config_class(**fields))
     seqs = []
     for q, a in qa:
