@@ -32,7 +32,8 @@ def kit(
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LITERT_HOME": str(home), **(env or {})}
     return subprocess.run(
-        [py, "-m", "pytest", str(tests), "-q", "-p", "no:cacheprovider", "-p", "no:anyio", "--rootdir", str(tests), *args],
+        [py, "-m", "pytest", str(tests), "-q", "-p", "no:cacheprovider", "-p", "no:anyio", "--rootdir", str(tests),
+         *args],
         capture_output=True, text=True, env=env, timeout=900,
     )  # fmt: skip
 
