@@ -6,12 +6,22 @@ documentation section or no test here."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
 import pytest
 
-from litert import Claim, ExportSettings, PromptFormat, SamplerDefaults, TokenizerAssets, hookimpl, hookspecs
+from litert import (
+    Claim,
+    ExportSettings,
+    PluginManifest,
+    PromptFormat,
+    SamplerDefaults,
+    TokenizerAssets,
+    hookimpl,
+    hookspecs,
+)
 from litert.checkpoint import load_checkpoint
 from litert.convert import ConvertOptions, plan_conversion
 from litert.errors import LitertError
@@ -54,6 +64,12 @@ class Toy:
     @hookimpl
     def build_model(self, claim, settings):
         return self.answers.get("build_model")
+
+    @hookimpl
+    def check_settings(self, claim, settings):
+        limit = self.answers.get("kv_limit")
+        if limit is not None and settings.kv_cache_max_len > limit:
+            raise LitertError(f"toy models hold at most {limit} tokens", f"pass --kv-cache-max-len {limit}")
 
 
 @pytest.fixture
@@ -111,6 +127,14 @@ def test_hook_build_model(toy, tiny_qwen3: Path, tmp_path: Path) -> None:
         lower(module, p.settings, tmp_path)
 
 
+def test_hook_check_settings(toy, tiny_qwen3: Path) -> None:
+    # Asked with the final settings (the user's overrides applied), before any build.
+    toy(kv_limit=256)
+    assert plan(tiny_qwen3, kv_cache_max_len=256).settings.kv_cache_max_len == 256
+    with pytest.raises(LitertError, match="toy models hold at most 256 tokens"):
+        plan(tiny_qwen3, kv_cache_max_len=512)
+
+
 def test_hook_tokenizer_assets(toy, tiny_qwen3: Path) -> None:
     toy()
     p = plan(tiny_qwen3)
@@ -148,6 +172,42 @@ def test_hook_sampler_defaults(toy, tiny_qwen3: Path) -> None:
     toy(sampler_defaults=SamplerDefaults(0.5, 2.0, 10))
     with pytest.raises(LitertError, match="top_p must be in"):
         plan(tiny_qwen3)
+
+
+class Minimal:
+    """A plugin on API 2 that implements only prompt_format (its manifest names the model)."""
+
+    LITERT_PLUGIN = PluginManifest(
+        families=("minimal",), architectures=("Qwen3ForCausalLM",), api_version=2, priority=5,
+        sampler=SamplerDefaults(0.3, 0.8, 7), model="litert_qwen3.model:Qwen3",
+    )  # fmt: skip
+
+    @hookimpl
+    def prompt_format(self, claim):
+        return PromptFormat("u", "/u", "m", "/m", stop_tokens=("<|im_end|>",))
+
+
+def test_defaults_fill_every_hook_a_v2_plugin_leaves_out(tiny_qwen3: Path) -> None:
+    plugins = get_plugins()
+    plugin = Minimal()
+    plugins.pm.register(plugin, name="minimal")
+    plugins.records.append(PluginRecord("minimal", "litert-minimal", "0.0.1", "tests:Minimal", module=plugin))
+    try:
+        # The manifest's claim, with its priority (5 beats litert-qwen3's 0).
+        name, claim = plugins.claim(load_checkpoint(tiny_qwen3))
+        assert (name, claim.family, claim.plugin, claim.priority) == ("minimal", "minimal", "minimal", 5)
+        p = plan_conversion(plugins, load_checkpoint(tiny_qwen3), ConvertOptions(kv_cache_max_len=2048))
+        assert p.settings == ExportSettings(kv_cache_max_len=2048)
+        assert p.tokenizer == TokenizerAssets("hf_tokenizer_json", tiny_qwen3.resolve() / "tokenizer.json")
+        # generation_config.json's sampling wins over the manifest's where it sets a value
+        gen = json.loads((tiny_qwen3 / "generation_config.json").read_text())
+        assert p.sampler.temperature == gen.get("temperature", 0.3)
+        # build_model and check_settings come from the manifest's model class
+        module = plugins.call("minimal", "build_model", claim=p.claim, settings=p.settings)
+        assert type(module).__name__ == "Decoder" and module.config.num_layers == 2
+    finally:
+        plugins.pm.unregister(name="minimal")
+        plugins.records[:] = [r for r in plugins.records if r.name != "minimal"]
 
 
 def test_every_hook_is_documented_and_tested() -> None:

@@ -1,4 +1,4 @@
-"""The hook contract: exactly six hookspecs, typed and documented; claims arbitrated so
+"""The hook contract: exactly seven hookspecs, typed and documented; claims arbitrated so
 that exactly one plugin proceeds; the per-claim hooks are asked of the claimer only."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from litert.plugins import get_plugins
 from litert.types import Claim, ExportSettings, PromptFormat, SamplerDefaults, TokenizerAssets
 
 
-def test_exactly_six_documented_typed_hooks() -> None:
+def test_exactly_seven_documented_typed_hooks() -> None:
     specs = {name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "litert_spec")}
     assert specs == set(hookspecs.CONVERSION_HOOKS)
-    assert len(specs) == 6
+    assert len(specs) == 7
     for name in specs:
         fn = getattr(hookspecs, name)
         sig = inspect.signature(fn)

@@ -8,11 +8,12 @@ The default claim (`resolve_checkpoint`) is the manifest's and is made in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from litert import hf
 from litert.hookspecs import hookimpl
-from litert.types import Claim, ExportSettings, SamplerDefaults, TokenizerAssets
+from litert.types import Claim, ExportSettings, PluginManifest, SamplerDefaults, TokenizerAssets
 
 NAME = "litert.defaults"
 """The name the defaults are registered under."""
@@ -23,10 +24,10 @@ FALLBACK_SAMPLER = SamplerDefaults(temperature=1.0, top_p=1.0, top_k=40)
 
 
 class Defaults:
-    """The default hook implementations; `manifests` maps a plugin name to its manifest."""
+    """The default hook implementations; `manifest_of(name)` is a plugin's manifest (or None)."""
 
-    def __init__(self, manifests: dict[str, object]) -> None:
-        self.manifests = manifests
+    def __init__(self, manifest_of: Callable[[str], PluginManifest | None]) -> None:
+        self.manifest_of = manifest_of
 
     @hookimpl(trylast=True)
     def export_config(self, claim: Claim) -> ExportSettings:
@@ -36,7 +37,7 @@ class Defaults:
         """The manifest's ClassicDecoder subclass, imported now, or None."""
         import importlib
 
-        target = getattr(self.manifests.get(claim.plugin), "model", None)
+        target = getattr(self.manifest_of(claim.plugin), "model", None)
         if not target:
             return None
         module, _, name = target.partition(":")
@@ -62,6 +63,6 @@ class Defaults:
 
     @hookimpl(trylast=True)
     def sampler_defaults(self, claim: Claim) -> SamplerDefaults:
-        manifest = self.manifests.get(claim.plugin)
+        manifest = self.manifest_of(claim.plugin)
         fallback = getattr(manifest, "sampler", None) or FALLBACK_SAMPLER
         return hf.generation_sampler(claim.checkpoint, fallback)

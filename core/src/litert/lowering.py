@@ -15,6 +15,8 @@ from typing import Any
 from litert import streaming
 from litert.baseline import CLASSIC
 from litert.errors import LitertError
+from litert.flatbuffer import read_head
+from litert.preflight import check_block_dims
 from litert.types import ExportSettings
 
 
@@ -32,22 +34,6 @@ def check_block_quantization(module: Any, quantize: str) -> None:
         {m.in_features for m in module.modules() if isinstance(m, torch.nn.Linear)}
         | {m.embedding_dim for m in module.modules() if isinstance(m, torch.nn.Embedding)},
     )
-
-
-def check_block_dims(quantize: str, dims: set[int]) -> None:
-    """Refuse a blockwise int4 recipe when any of the weights' input dimensions `dims` is not a
-    multiple of its block, naming them and the recipe that fits (planning and export both ask)."""
-    if not quantize.startswith("dynamic_int4_block"):
-        return
-    block = int(quantize.removeprefix("dynamic_int4_block"))
-    odd = sorted(d for d in dims if d % block)
-    if odd:
-        smaller = [r for r in ("dynamic_int4_block32",) if all(d % 32 == 0 for d in odd) and r != quantize]
-        raise LitertError(
-            f"{quantize} needs weight dimensions that are multiples of {block}; "
-            f"this model has {', '.join(map(str, odd))}",
-            f"use --quantize {smaller[0]}" if smaller else "use --quantize dynamic_int8",
-        )
 
 
 @dataclasses.dataclass
@@ -402,9 +388,7 @@ def share_quantization_parameters(path: Path) -> int:
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
-    data_start = _flatbuffer_end(path)
-    with open(path, "rb") as f:
-        head = f.read(data_start)  # the flatbuffer only: weights stored after it are not read
+    head, data_start = read_head(path)  # the flatbuffer only: weights stored after it are not read
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(head, 0))
     canon: dict[tuple[Any, ...], Any] = {}
     tables = 0
@@ -455,16 +439,3 @@ def share_quantization_parameters(path: Path) -> int:
     saved = path.stat().st_size - tmp.stat().st_size
     tmp.replace(path)
     return saved
-
-
-def _flatbuffer_end(path: Path) -> int:
-    """Where the flatbuffer ends: the first weight stored after it (buffers with an offset), or the file's end."""
-    import mmap
-
-    from ai_edge_litert import schema_py_generated as schema
-
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        model = schema.Model.GetRootAs(data, 0)
-        offsets = [model.Buffers(i).Offset() for i in range(model.BuffersLength())]
-        del model
-    return min((o for o in offsets if o > 1), default=path.stat().st_size)

@@ -19,18 +19,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from litert.flatbuffer import read_head
 from litert.streaming import marker, marker_index
 
 _ALIGN = 64
-
-
-def _head(path: Path) -> tuple[bytes, int]:
-    """The flatbuffer part of a .tflite (weights stored after it are not read) and where it ends."""
-    from litert.lowering import _flatbuffer_end
-
-    end = _flatbuffer_end(path)
-    with open(path, "rb") as f:
-        return f.read(end), end
 
 
 def _buffer_bytes(buffer: Any, path: Path) -> bytes | None:
@@ -83,8 +75,8 @@ def merge(first: Path, second: Path, out: Path) -> None:
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
-    head_a, data_a = _head(first)
-    head_b, _ = _head(second)
+    head_a, data_a = read_head(first)
+    head_b, _ = read_head(second)
     a = schema.ModelT.InitFromObj(schema.Model.GetRootAs(head_a, 0))
     b = schema.ModelT.InitFromObj(schema.Model.GetRootAs(head_b, 0))
     external = any(buf.offset > 1 for buf in a.buffers or [])

@@ -64,6 +64,7 @@ class PluginRecord:
             "api_version": self.api_version,
             "requires_core": self.requires_core,
             "hooks": list(self.hooks),
+            "model": self.manifest.model if self.manifest else None,
         }
 
 
@@ -118,7 +119,7 @@ class PluginSet:
             self.records.append(record)
         from litert.defaults import NAME, Defaults
 
-        self.pm.register(Defaults({r.name: r.manifest for r in self.loaded()}), name=NAME)
+        self.pm.register(Defaults(self.manifest_of), name=NAME)
 
     @staticmethod
     def _dist_name(ep: importlib.metadata.EntryPoint) -> str:
@@ -169,6 +170,10 @@ class PluginSet:
             return
         record.module = module
         record.hooks = tuple(sorted(impl.name for impl in self.pm.get_hookcallers(module) or ()))
+
+    def manifest_of(self, name: str) -> PluginManifest | None:
+        """The manifest of the loaded plugin `name`, or None."""
+        return next((r.manifest for r in self.loaded() if r.name == name), None)
 
     def loaded(self) -> list[PluginRecord]:
         return [r for r in self.records if r.status == "ok"]

@@ -183,8 +183,6 @@ def check_template(template: str, special_tokens: Mapping[str, str]) -> None:
 def check_block_quantization(checkpoint: Checkpoint, quantize: str) -> None:
     """Blockwise int4 needs every weight's input dimension to be a multiple of the block:
     checked from config.json at planning (the export checks the built model again)."""
-    from litert.lowering import check_block_dims
-
     c = checkpoint.config
     dims: set[int] = set()
     for key in ("hidden_size", "intermediate_size"):
@@ -194,3 +192,19 @@ def check_block_quantization(checkpoint: Checkpoint, quantize: str) -> None:
     if isinstance(heads, int) and isinstance(head_dim, int):
         dims.add(heads * head_dim)
     check_block_dims(quantize, dims)
+
+
+def check_block_dims(quantize: str, dims: set[int]) -> None:
+    """Refuse a blockwise int4 recipe when any of the weights' input dimensions `dims` is not a
+    multiple of its block, naming them and the recipe that fits (planning and export both ask)."""
+    if not quantize.startswith("dynamic_int4_block"):
+        return
+    block = int(quantize.removeprefix("dynamic_int4_block"))
+    odd = sorted(d for d in dims if d % block)
+    if odd:
+        smaller = [r for r in ("dynamic_int4_block32",) if all(d % 32 == 0 for d in odd) and r != quantize]
+        raise LitertError(
+            f"{quantize} needs weight dimensions that are multiples of {block}; "
+            f"this model has {', '.join(map(str, odd))}",
+            f"use --quantize {smaller[0]}" if smaller else "use --quantize dynamic_int8",
+        )

@@ -194,7 +194,7 @@ def marked_buffers(path: Path) -> dict[int, tuple[int, int]]:
 def fill(path: Path, streamed: StreamedWeights) -> None:
     """Write the checkpoint's values of every streamed parameter into the float model at `path`."""
 
-    from litert.modeling import checkpoint_state, mapped_blocks
+    from litert.mapping import checkpoint_state, mapped_blocks
 
     missing = [n for n in streamed.names if n not in streamed.used]
     if missing:
