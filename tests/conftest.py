@@ -128,6 +128,21 @@ SLOW_FIRST = ("test_hub.py", "test_batch.py", "test_batch_ray.py", "test_verify.
               "test_serve.py")  # fmt: skip
 
 
+# `nox -s quick` (pytest -m quick): the plugin contract, the model code against transformers
+# (stress variants, at the torch level) and the command line's refusals; no conversion.
+QUICK_FILES = ("test_hooks.py", "test_plugin_contract.py", "test_public_api.py", "test_cli_startup.py",
+               "test_cli_quick.py", "test_qwen3_model.py", "test_chat_template.py", "test_judgment.py")  # fmt: skip
+QUICK_KIT_TESTS = ("stress_variant", "loads", "claims", "is_valid", "are_valid", "build_model")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "quick: part of the quick loop (nox -s quick)")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(SLOW_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))
+    for item in items:
+        kit = item.path.name.endswith("_kit.py") and any(t in item.name for t in QUICK_KIT_TESTS)
+        if item.path.name in QUICK_FILES or kit:
+            item.add_marker(pytest.mark.quick)

@@ -62,7 +62,11 @@ def test_architecture_no_plugin_claims(tmp_path: Path, copy_tiny) -> None:
     (ckpt / "config.json").write_text(json.dumps(config))
     result = run_cli("convert", ckpt, home=tmp_path / "home", cwd=tmp_path)
     _assert_clean_failure(
-        result, tmp_path, "MambaForCausalLM", "installed families: gemma3, llama, qwen3", "pip install litert-mamba"
+        result,
+        tmp_path,
+        "MambaForCausalLM",
+        "installed families: gemma3, llama, phi3, qwen2, qwen3",
+        "pip install litert-mamba",
     )
 
 

@@ -150,6 +150,14 @@ CASES = [
     Case("run with binary stdin", lambda w: ["run", "keep"], r"binary data", input="\0\1\2"),
     Case("run with --temperature nan", lambda w: ["run", "keep", "-p", "Hi", "--temperature", "nan"], r"finite number"),
     Case("remove a name that is not stored", lambda w: ["models", "rm", "nope"], r"no stored model named 'nope'"),
+    *(
+        Case(
+            f"store name {bad!r}",
+            lambda w, bad=bad: ["convert", str(w.ckpt), *SMALLEST, "--name", bad],
+            r"cannot be a model name",
+        )
+        for bad in ("../../evil", "two\nlines", "", "org//name", "/abs")
+    ),
     Case(
         "org/name that is neither a directory nor reachable",
         lambda w: ["convert", "no-org/no-model"],

@@ -84,8 +84,8 @@ def test_tensors_declared_unused_are_allowed(tmp_path: Path, tiny_qwen3: Path) -
     state["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(8, dtype=torch.bfloat16)
     save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
     ckpt = load_checkpoint(path)
-    config = qwen3_model.model_config(ckpt, ExportSettings(prefill_lengths=(8,), kv_cache_max_len=64))
-    names = qwen3_model.tensor_names(tied=True)
+    described = qwen3_model.Qwen3(ckpt, ExportSettings(prefill_lengths=(8,), kv_cache_max_len=64))
+    config, names = described.model_config(), described.names()
 
     with pytest.raises(LitertError, match=r"rotary_emb\.inv_freq"):
         load_weights(qwen3.Qwen3(config, mask_cache_size=0), ckpt, names, tied_lm_head=True)

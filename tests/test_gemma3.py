@@ -287,3 +287,67 @@ def test_gemma3_sampler_defaults_without_generation_config(tmp_path: Path, tiny_
     plugins = get_plugins()
     name, claim = plugins.claim(load_checkpoint(tmp_path / "c"))
     assert plugins.call(name, "sampler_defaults", claim=claim) == SamplerDefaults(1.0, 0.95, 64)
+
+
+def _conditional_base(tiny_gemma3: Path, dest: Path) -> Path:
+    """A Gemma3ForConditionalGeneration config (the 4B-and-up layout) around the tiny text
+    model, with a small SigLIP tower, beside the tiny tokenizer: stress.make_variant builds it."""
+    text = json.loads((tiny_gemma3 / "config.json").read_text())
+    for key in ("architectures", "dtype", "torch_dtype", "transformers_version"):
+        text.pop(key, None)
+    text["model_type"] = "gemma3_text"
+    text["rope_parameters"]["full_attention"] = {"rope_type": "linear", "factor": 8.0, "rope_theta": 1_000_000.0}
+    vision = {"model_type": "siglip_vision_model", "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "image_size": 28, "patch_size": 14}  # fmt: skip
+    dest.mkdir(parents=True)
+    for name in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "chat_template.jinja"):
+        if (tiny_gemma3 / name).is_file():
+            shutil.copyfile(tiny_gemma3 / name, dest / name)
+    config = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3", "text_config": text,
+              "vision_config": vision, "mm_tokens_per_image": 4}  # fmt: skip
+    (dest / "config.json").write_text(json.dumps(config))
+    return dest
+
+
+def _transformers4_layout(path: Path) -> None:
+    """As the Hub's gemma-3-4b-it is: weights under language_model.model., the text config in
+    the old vintage holding only what differs from Gemma3's defaults."""
+    state = load_file(str(path / "model.safetensors"))
+    renamed = {}
+    for key, value in state.items():
+        for new, old in (("model.language_model.", "language_model.model."), ("model.vision_tower.", "vision_tower."),
+                         ("model.multi_modal_projector.", "multi_modal_projector.")):  # fmt: skip
+            if key.startswith(new):
+                key = old + key[len(new) :]
+        renamed[key] = value
+    save_file(renamed, str(path / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((path / "config.json").read_text())
+    text = config["text_config"]
+    rope = text.pop("rope_parameters")
+    text.update(rope_theta=rope["full_attention"]["rope_theta"], rope_scaling={"rope_type": "linear", "factor": 8.0},
+                rope_local_base_freq=rope["sliding_attention"]["rope_theta"], sliding_window_pattern=4)  # fmt: skip
+    for key in ("layer_types", "rms_norm_eps", "hidden_activation", "attention_bias"):  # defaults, left out
+        text.pop(key, None)
+    (path / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("vintage", ["transformers5", "transformers4"])
+def test_conditional_generation_converts_text_only_and_exactly(vintage: str, tmp_path: Path, tiny_gemma3: Path) -> None:
+    """Gemma3ForConditionalGeneration (gemma-3-4b-it and up): the text model alone, linear RoPE
+    scaling ×8 on the global layers, both weight layouts and config vintages; every weight
+    re-drawn; the vision tower declared unused. Exact against transformers' own model, and
+    converted with --quantize none the bundle passes parity and answers in LiteRT-LM."""
+    from litert import stress
+
+    base = _conditional_base(tiny_gemma3, tmp_path / "base")
+    path = stress.make_variant(base, stress.StressVariant("cg", "", lambda c: None), tmp_path / "cg")
+    if vintage == "transformers4":
+        _transformers4_layout(path)
+    result = stress.compare("gemma3", path)
+    assert result.ok, result.describe()
+    if vintage == "transformers5":
+        out = tmp_path / "cg.litertlm"
+        converted = run_cli("convert", path, "--quantize", "none", "--prefill-lengths", "8",
+                            "--kv-cache-max-len", "128", "-o", out, home=tmp_path / "home")  # fmt: skip
+        assert converted.returncode == 0, converted.stderr
+        assert "gemma3 via litert-gemma3" in converted.stderr and converted.stdout.strip().endswith("— pass")

@@ -290,8 +290,25 @@ def test_a_repository_with_several_bundles_asks_which(bundle_repos: FakeHub, tmp
     chosen = run_cli("pull", TWO_BUNDLES, "--file", "g.litertlm", home=tmp_path / "home", env=env)
     assert chosen.returncode == 0, chosen.stderr
     assert f"{TWO_BUNDLES}/g" in json.loads((tmp_path / "home" / "models.json").read_text())["models"]
+    assert f"run it with: litert run {TWO_BUNDLES}/g\n" in chosen.stdout  # the name it was stored under
     line = one_error_line(run_cli("pull", QWEN, home=tmp_path / "home", env=env))
     assert "holds no .litertlm bundle (it holds a checkpoint)" in line and f"litert convert {QWEN}" in line
+
+
+def test_a_cached_bundle_repository_runs_offline(bundle_repos: FakeHub, tmp_path: Path) -> None:
+    """Once in the Hugging Face cache, a bundle repository is a bundle offline too: `run`
+    takes it (no attempt to convert it as a checkpoint), `pull` stores it; a repository not
+    cached is refused in one line that is about pulling, not about directories."""
+    env = hub_env(bundle_repos, tmp_path / "hf")
+    assert run_cli("pull", BUNDLE_REPO, home=tmp_path / "online", env=env).returncode == 0
+    offline = {**env, "HF_HUB_OFFLINE": "1"}
+    run = run_cli("run", BUNDLE_REPO, "-p", PARIS_PROMPT, "--temperature", "0", home=tmp_path / "home", env=offline)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "The capital of France is Paris."
+    pulled = run_cli("pull", BUNDLE_REPO, home=tmp_path / "other", env=offline)
+    assert pulled.returncode == 0 and f"run it with: litert run {BUNDLE_REPO}" in pulled.stdout, pulled.stderr
+    line = one_error_line(run_cli("pull", TWO_BUNDLES, home=tmp_path / "home", env=offline))
+    assert "offline, and no bundle of litert-community/two-bundles is in the Hugging Face cache" in line
 
 
 WRITER = "hf_test_token_that_may_write"  # a token of the loopback server only

@@ -37,7 +37,7 @@ PACKAGES = {
         "litert_future",
         """
         from litert import PluginManifest, hookimpl
-        LITERT_PLUGIN = PluginManifest(families=("future",), api_version=2)
+        LITERT_PLUGIN = PluginManifest(families=("future",), api_version=3)
 
         @hookimpl
         def resolve_checkpoint(checkpoint):
@@ -150,7 +150,7 @@ def test_list_shows_every_plugin_with_its_status(plugin_env: Path, tmp_path: Pat
         assert {r["status"] for r in by[name]} == {status}, by[name]
     assert "not_a_module_that_exists" in by["broken"][0]["error"]
     assert "resolve_chekpoint" in by["misspelled"][0]["error"]
-    assert "plugin API 2" in by["future"][0]["error"] and "upgrade litert" in by["future"][0]["error"]
+    assert "plugin API 3" in by["future"][0]["error"] and "upgrade litert" in by["future"][0]["error"]
     assert {r["distribution"] for r in by["dup"]} == {"litert-dup-a", "litert-dup-b"}
     assert all("litert-dup-a 0.0.1 and litert-dup-b 0.0.1" in r["error"] for r in by["dup"])
     assert by["broken"][0]["distribution"] == "litert-broken" and by["broken"][0]["version"] == "0.0.1"
@@ -237,4 +237,4 @@ def test_base_environment_is_unaffected(tmp_path: Path) -> None:
         [sys.executable, "-m", "litert", "plugins", "list", "--json"],
         capture_output=True, text=True, env={**os.environ, "LITERT_HOME": str(tmp_path)},
     )  # fmt: skip
-    assert {r["name"] for r in json.loads(result.stdout)} == {"gemma3", "llama", "qwen3"}
+    assert {r["name"] for r in json.loads(result.stdout)} == {"gemma3", "llama", "phi3", "qwen2", "qwen3"}

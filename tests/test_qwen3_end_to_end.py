@@ -237,3 +237,16 @@ def test_chat_commands_and_a_full_context(small_context_bundle: Path, tmp_path: 
         if proc.poll() is None:
             proc.kill()
         os.close(master)
+
+
+def test_chat_goes_on_after_a_refused_message(small_context_bundle: Path) -> None:
+    """A message longer than the context is refused, and the next one is answered (the
+    runtime's conversation used to stay broken, "state 7", until /reset)."""
+    from litert.errors import LitertError
+    from litert.runtime import Chat, RunOptions
+
+    with Chat(small_context_bundle, RunOptions(temperature=0.0, max_tokens=32)) as chat:
+        for _ in range(2):  # refused as the first message, and again after one
+            with pytest.raises(LitertError, match="does not fit the bundle's context"):
+                "".join(chat.send("word " * 80))
+            assert "Paris" in "".join(chat.send(PARIS_PROMPT))

@@ -238,3 +238,25 @@ def test_two_converts_writing_one_output_leave_one_true_entry(tmp_path: Path, ti
     on_disk = read_bundle(out).summary["settings"]["quantize"]
     assert entries[0]["quantize"] == on_disk  # the entry describes the file that is there
     assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_models_rm_never_deletes_the_store_s_own_files_or_directories(tmp_path: Path) -> None:
+    """An entry pointing at the index (through ..) or at a directory is forgotten; neither is
+    deleted, and the other entries stay."""
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    folder = tmp_path / "a-directory"
+    folder.mkdir()
+    index = home / "models.json"
+    entries = {
+        "evil": {"path": str(home / "models" / ".." / "models.json")},
+        "folder": {"path": str(folder)},
+        "other": {"path": str(home / "models" / "other.litertlm")},
+    }
+    index.write_text(json.dumps({"version": 1, "models": entries}))
+    for name in ("evil", "folder"):
+        result = run_cli("models", "rm", name, "--yes", home=home)
+        assert result.returncode == 0, result.stderr
+        assert "not a bundle file litert deletes" in result.stdout
+    assert index.is_file() and folder.is_dir()
+    assert list(json.loads(index.read_text())["models"]) == ["other"]

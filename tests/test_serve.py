@@ -269,3 +269,53 @@ def test_text_completion_continues_the_prompt_as_it_is(server: Server) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         server.client.completions.create(model="Qwen3-tiny", prompt="word " * 600)
     assert isinstance(info.value.body, dict) and info.value.body["code"] == "context_length_exceeded"
+
+
+def test_hostile_requests_are_refused_in_openai_shape(server: Server) -> None:
+    """Limits hold before any work: a 5 MB body (413), a 1 MB stop string, an unpaired
+    surrogate, a non-boolean stream, more messages than any context, max_tokens 0 (400)."""
+    base, msg = server.url, [{"role": "user", "content": "hi"}]
+    big = httpx.post(f"{base}/chat/completions", content=b"x" * (5 * 1024 * 1024),
+                     headers={"content-type": "application/json"}, timeout=60)  # fmt: skip
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+    started = time.monotonic()
+    for body, param in (
+        ({"model": "Qwen3-tiny", "messages": msg, "stop": "x" * 1_000_000}, "stop"),
+        ({"model": "Qwen3-tiny", "messages": msg, "stream": "yes"}, "stream"),
+        ({"model": "Qwen3-tiny", "messages": msg * 2000}, "messages"),
+        ({"model": "Qwen3-tiny", "messages": msg, "max_tokens": 0}, "max_tokens"),
+    ):
+        reply = httpx.post(f"{base}/chat/completions", json=body, timeout=60)
+        assert reply.status_code == 400 and reply.json()["error"]["param"] == param, reply.text
+    surrogate = b'{"model": "Qwen3-tiny", "messages": [{"role": "user", "content": "a\\ud800b"}]}'
+    reply = httpx.post(f"{base}/chat/completions", content=surrogate, headers={"content-type": "application/json"})
+    assert reply.status_code == 400 and "not valid Unicode" in reply.json()["error"]["message"]
+    assert time.monotonic() - started < 60, "refusals must not wait for a generation"
+    assert ask(server).choices[0].message.content == PARIS  # and the server still answers
+
+
+def test_api_key_and_access_log(qwen3_bundle: Path, session_home: Path) -> None:
+    env_key = {"LITERT_API_KEY": "s3cret"}
+    os.environ.update(env_key)
+    try:
+        srv = Server(qwen3_bundle, home=session_home)
+    finally:
+        os.environ.pop("LITERT_API_KEY")
+    try:
+        refused = httpx.get(f"{srv.url}/models")
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+        wrong = openai.OpenAI(base_url=srv.url, api_key="guess", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.models.list()
+        keyed = openai.OpenAI(base_url=srv.url, api_key="s3cret", max_retries=0, timeout=120)
+        reply = keyed.chat.completions.create(
+            model=qwen3_bundle.stem, messages=[{"role": "user", "content": PARIS_PROMPT}], temperature=0
+        )
+        assert reply.choices[0].message.content == PARIS
+    finally:
+        code, _, err = srv.stop()
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "/v1/" in line]
+    assert any(f"POST /v1/chat/completions {qwen3_bundle.stem} 200 prompt 15 completion" in line and "tok/s" in line
+               for line in lines), err  # fmt: skip
+    assert any("GET /v1/models - 401" in line for line in lines), err

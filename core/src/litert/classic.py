@@ -264,7 +264,7 @@ class ClassicDecoder:
         from transformers import AutoConfig
         from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-        hf_config = AutoConfig.from_pretrained(self.checkpoint.path, trust_remote_code=False)
+        hf_config = AutoConfig.from_pretrained(self.checkpoint.path, trust_remote_code=False).get_text_config()
         keyed = layer_type in (getattr(hf_config, "rope_parameters", None) or {})
         inv_freq, scaling = ROPE_INIT_FUNCTIONS[rope["rope_type"]](
             hf_config, None, layer_type=layer_type if keyed else None
@@ -322,6 +322,8 @@ class GemmaDecoder(ClassicDecoder):
         **TENSOR_NAMES,
         "pre_ff_norm": "model.layers.{}.pre_feedforward_layernorm",
         "post_ff_norm": "model.layers.{}.post_feedforward_layernorm",
+        "attn_query_norm": "model.layers.{}.self_attn.q_norm",
+        "attn_key_norm": "model.layers.{}.self_attn.k_norm",
     }
     model_class = "litert.decoder:GemmaModule"
 

@@ -25,6 +25,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+# Usage lines name required arguments plainly (`litert convert [OPTIONS] SOURCE`), as
+# click and every other CLI do; typer would write `{SOURCE}`.
+_typer_metavar = typer.core.TyperArgument.make_metavar
+typer.core.TyperArgument.make_metavar = lambda self, ctx, *, usage=False: _typer_metavar(  # type: ignore[method-assign]
+    self, ctx, usage=usage
+).strip("{}")
+
 plugins_app = typer.Typer(help="Inspect the installed model-family plugins.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
 models_app = typer.Typer(help="Manage the stored (converted) models.", no_args_is_help=True)
@@ -74,6 +81,7 @@ def convert(
         typer.Option(
             help=f"Quantization recipe: {', '.join(QUANTIZATION_RECIPES)} [default: the family's, dynamic_int8].",
             metavar="RECIPE",
+            autocompletion=lambda incomplete: [r for r in QUANTIZATION_RECIPES if r.startswith(incomplete)],
         ),
     ] = None,
     prefill_lengths: Annotated[
@@ -137,23 +145,7 @@ def convert(
     result = run_convert(source, options)
     report = result.parity
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "name": result.name,
-                    "path": str(result.path),
-                    "size": result.size,
-                    "seconds": round(result.seconds, 1),
-                    "family": result.plan.claim.family,
-                    "quantize": result.plan.settings.quantize,
-                    "parity": report.as_json() if report is not None else None,
-                    "passed": None if report is None else report.passed,
-                    "from_store": str(result.cached_from) if result.cached_from else None,
-                    "parity_summary": report.summary_line() if report is not None else result.stored_parity,
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps(result.as_json(), indent=2))
         if report is not None and not report.passed:
             raise LitertError(
                 f"the bundle does not compute what the original computes ({'; '.join(report.failures)}); "
@@ -268,7 +260,9 @@ def run(
     from litert.runtime import Chat, RunOptions, quiet_runtime_env
 
     text = _read_prompt(prompt)
-    path = _model_path(model, revision, convert)
+    from litert.resolution import bundle_for
+
+    path = bundle_for(model, revision, convert)
     entry = store.entry_for(path)
     if entry and entry.get("parity", {}).get("passed") is False:
         print(f"warning: this bundle failed its parity check: {entry['parity'].get('summary')}", file=sys.stderr)
@@ -301,62 +295,6 @@ def run(
         _interactive(chat, model)
 
 
-def _model_path(model: str, revision: str | None, convert: bool = False) -> Path:
-    """The bundle for MODEL; a Hub id with no stored bundle is pulled (a repository holding a
-    bundle) or converted (a checkpoint, or any repository with --convert) first."""
-    from litert import hub, store
-    from litert.checkpoint import is_hub_id
-
-    try:
-        return store.resolve_model(model, revision)
-    except LitertError:
-        if not is_hub_id(model) or (store.load_index().get(model) is not None):
-            raise
-    from litert.console import _private_stderr
-    from litert.convert import ConvertOptions
-    from litert.convert import convert as run_convert
-
-    if not convert and not hub.offline():
-        bundles, files = hub.bundle_files(model, revision)
-        if bundles:
-            print(
-                f"No stored bundle for {model}; pulling its pre-converted bundle.", file=_private_stderr(), flush=True
-            )
-            return pull_bundle(model, revision, None, files)
-    print(f"No stored bundle for {model}; converting it first.", file=_private_stderr(), flush=True)
-    return run_convert(model, ConvertOptions(revision=revision)).path
-
-
-def pull_bundle(repo_id: str, revision: str | None, file: str | None, listing: list[str] | None = None) -> Path:
-    """Download a Hub repository's bundle and store it under the repository id."""
-    from litert import hub, store
-    from litert.bundle import read_bundle
-
-    got = hub.pull(repo_id, revision, file, listing)
-    summary = read_bundle(got.path).summary
-    # One bundle in the repository: stored as the repository; one of several: as repo/stem.
-    name = repo_id if file is None or len(got.bundles) == 1 else f"{repo_id}/{Path(file).stem}"
-    # The runtime knows a bundle by its .litertlm name, and the cache's blob has none: the
-    # store links the blob under the model's name (a hard link: no second copy on one disk).
-    dest = store.home() / "models" / f"{name}.litertlm"
-    store.link_into_store(got.path.resolve(), dest)
-    store.record(
-        name,
-        dest,
-        {
-            "source": repo_id,
-            "revision": got.commit,
-            "requested_revision": revision,
-            "file": got.path.name,
-            "family": summary.get("family", "?"),
-            "quantize": (summary.get("settings") or {}).get("quantize", "?"),
-            "size": dest.stat().st_size,
-            "pulled": True,
-        },
-    )
-    return dest
-
-
 @app.command()
 def pull(
     repo: Annotated[str, typer.Argument(help="A Hub repository holding a .litertlm bundle.", metavar="ORG/NAME")],
@@ -368,12 +306,14 @@ def pull(
     """Download a pre-converted bundle from the Hugging Face Hub and store it (run it with `litert run ORG/NAME`)."""
     from litert import store
     from litert.console import human_size
+    from litert.resolution import pull_bundle
 
     path = pull_bundle(repo, revision, file)
-    entry = store.entry_for(path) or {}
+    name = next((n for n, e in store.load_index().items() if e.get("path") == str(path.resolve())), repo)
+    entry = store.load_index().get(name) or {}
     print(
         f"Pulled {repo} @ {str(entry.get('revision'))[:12]} -> {path} ({human_size(path.stat().st_size)}); "
-        f"run it with: litert run {repo}"
+        f"run it with: litert run {name}"
     )
 
 
@@ -392,14 +332,27 @@ def serve(
         ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.", metavar="PORT")] = 8000,
+    api_key: Annotated[
+        Optional[str],
+        typer.Option(
+            "--api-key",
+            envvar="LITERT_API_KEY",
+            help="Require 'Authorization: Bearer KEY' on every request (or set LITERT_API_KEY).",
+            metavar="KEY",
+            show_envvar=False,
+        ),
+    ] = None,
 ) -> None:
-    """Serve models over the OpenAI chat API (/v1/models, /v1/chat/completions, streamed or not) until Ctrl-C."""
+    """Serve models over the OpenAI API until Ctrl-C: /v1/models, /v1/chat/completions, /v1/completions."""
     from litert import serve as serving
     from litert.runtime import quiet_runtime_env
 
+    if not 0 <= port <= 65535:
+        raise LitertError(f"port {port} is not a TCP port", "pass --port between 1 and 65535 (0 picks a free one)")
+
     served = serving.resolve_models(models or [])
     quiet_runtime_env()
-    serving.serve(served, host, port)
+    serving.serve(served, host, port, api_key=api_key or None)
 
 
 @app.command()
@@ -571,8 +524,7 @@ def _interactive(chat: Any, model: str) -> None:
             clear_interrupted()
             print("\n[interrupted]", file=err, flush=True)
         except LitertError as exc:  # e.g. a message longer than the context: say so, keep chatting
-            hint = f" — {exc.hint}" if exc.hint else ""
-            print(f"error: {exc.message}{hint}", file=err, flush=True)
+            print(exc.render(), file=err, flush=True)
         for notice in chat.notices:
             print(notice, file=err, flush=True)
         chat.notices.clear()
@@ -594,12 +546,13 @@ def verify(
     from litert import store
     from litert.console import captured_native_output
     from litert.convert import verify_bundle
+    from litert.resolution import bundle_for
     from litert.runtime import quiet_runtime_env
 
     if tokens < 1:
         raise LitertError(f"--tokens must be at least 1, got {tokens}", "pass e.g. --tokens 32")
     ckpt = checkpoint_lib.resolve_source(checkpoint)
-    path = store.resolve_model(bundle)
+    path = bundle_for(bundle)
     quiet_runtime_env()
     with captured_native_output(store.log_path("last-verify.log")):
         report = verify_bundle(ckpt.path, path, tokens=tokens, quick=False)
@@ -710,23 +663,26 @@ def models_rm(
     from litert import store
 
     entry = store.load_index().get(name)
-    path = Path(entry["path"]) if entry else None
-    outside = path is not None and store.home().resolve() not in path.resolve().parents
-    if path is not None and path.is_file() and outside and not keep_file and not yes:
+    bundle = store.deletable_bundle(Path(entry["path"])) if entry else None
+    outside = bundle is not None and (store.home() / "models").resolve() not in bundle.parents
+    if bundle is not None and outside and not keep_file and not yes:
         if not sys.stdin.isatty():
             raise LitertError(
-                f"{name}'s bundle {path} is outside the model store, so litert does not delete it unasked",
+                f"{name}'s bundle {bundle} is outside the model store, so litert does not delete it unasked",
                 "pass --yes to delete it too, or --keep-file to only forget the name",
             )
-        print(f"Delete {path} too? [y/N] ", end="", file=sys.stderr, flush=True)
+        print(f"Forget {name!r} and delete {bundle} too? [y/N: forget the name, keep the file] ",
+              end="", file=sys.stderr, flush=True)  # fmt: skip
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             keep_file = True
     entry = store.remove(name)
-    path = Path(entry["path"])
-    if not keep_file:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    print(f"Removed {name}" + ("" if keep_file else f" (deleted {path})"))
+    if keep_file or bundle is None:
+        kept = "" if keep_file else f" (kept {entry['path']}: not a bundle file litert deletes)"
+        print(f"Removed {name}{kept}")
+        return
+    with contextlib.suppress(FileNotFoundError):
+        bundle.unlink()
+    print(f"Removed {name} (deleted {bundle})")
 
 
 @models_app.command("show")
@@ -827,8 +783,7 @@ def main() -> None:
         app()
     except LitertError as exc:
         sys.stdout.flush()
-        hint = f" — {exc.hint}" if exc.hint else ""
-        print(f"error: {exc.message}{hint}", file=sys.stderr)
+        print(exc.render(), file=sys.stderr)
         sys.exit(1)
     except (Interrupted, KeyboardInterrupt) as exc:
         code = exc.exit_code if isinstance(exc, Interrupted) else 130

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,22 @@ class ConversionResult:
     stored_parity: str | None = None
     """For an answer from the store: the parity line recorded when it was converted."""
 
+    def as_json(self) -> dict[str, Any]:
+        """What `litert convert --json` prints."""
+        report = self.parity
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "size": self.size,
+            "seconds": round(self.seconds, 1),
+            "family": self.plan.claim.family,
+            "quantize": self.plan.settings.quantize,
+            "parity": report.as_json() if report is not None else None,
+            "passed": None if report is None else report.passed,
+            "from_store": str(self.cached_from) if self.cached_from else None,
+            "parity_summary": report.summary_line() if report is not None else self.stored_parity,
+        }
+
 
 def _typed(value: Any, cls: type, plugin: str, hook: str) -> Any:
     if not isinstance(value, cls):
@@ -81,6 +98,29 @@ def _typed(value: Any, cls: type, plugin: str, hook: str) -> Any:
             "a plugin bug: report it to the plugin's maintainers",
         )
     return value
+
+
+TINY_PARAMETERS = 50_000_000
+"""Below this, a checkpoint is a toy or test model: the reference settings' six prefill
+signatures and 1280-token cache would make its first conversion take minutes for nothing."""
+TINY_SETTINGS = {"prefill_lengths": (8, 64), "kv_cache_max_len": 256}
+
+
+def tiny_model_settings(ckpt: Checkpoint, settings: ExportSettings, options: ConvertOptions) -> ExportSettings:
+    """A model under TINY_PARAMETERS converted with the family's default lengths (none given
+    on the command line) gets prefill 8,64 and a 256-token cache, as `litert demo` uses: seconds
+    instead of minutes. The plan line says so; --prefill-lengths / --kv-cache-max-len choose."""
+    from litert.memory import model_parameters
+
+    default = ExportSettings()
+    if (
+        options.prefill_lengths is not None
+        or options.kv_cache_max_len is not None
+        or (settings.prefill_lengths, settings.kv_cache_max_len) != (default.prefill_lengths, default.kv_cache_max_len)
+        or model_parameters(ckpt) >= TINY_PARAMETERS
+    ):
+        return settings
+    return dataclasses.replace(settings, **TINY_SETTINGS)
 
 
 def plan_conversion(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOptions) -> ConversionPlan:
@@ -97,6 +137,7 @@ def plan_conversion(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOption
     if options.kv_cache_max_len is not None:
         overrides["kv_cache_max_len"] = options.kv_cache_max_len
     settings = dataclasses.replace(settings, **overrides)
+    settings = tiny_model_settings(ckpt, settings, options)
     settings.validate()
     preflight.check_block_quantization(ckpt, settings.quantize)
     plugins.call(plugin, "check_settings", claim=claim, settings=settings)
@@ -332,26 +373,59 @@ def failure_log(workdir: Path) -> Path | None:
     return dest
 
 
-def convert(source: str, options: ConvertOptions, progress: Progress | None = None) -> ConversionResult:
-    """Convert SOURCE into a bundle, store it under a name, and return what was done."""
-    progress = progress or Progress(total=7 if options.verify else 6)
-    plugins = get_plugins()
+@contextlib.contextmanager
+def failing_as(stage: str, workdir: Path) -> Iterator[None]:
+    """Turn what a library raises during `stage` into one LitertError naming the stage: a
+    missing tensor, a full disk, anything else with the path of the kept log. The user's
+    Ctrl-C that a library turned into an error of its own stays an interrupt."""
+    try:
+        yield
+    except LitertError:
+        raise
+    except KeyError as exc:
+        raise LitertError(
+            f"{stage} failed: the checkpoint has no tensor {exc}, which the plugin's model needs",
+            "either the checkpoint is incomplete (re-download it) or the plugin builds another variant "
+            "of the architecture than this checkpoint's (report it to the plugin's maintainers)",
+        ) from exc
+    except Exception as exc:
+        check_interrupted()
+        full = _disk_full(exc)
+        if full is not None:
+            raise LitertError(
+                f"{stage} failed: no space left on the device holding {full} ({_free(full)} free)",
+                "free some space, or point TMPDIR (the export's work files) or -o at a larger disk",
+            ) from exc
+        log = failure_log(workdir)
+        raise LitertError(
+            f"{stage} failed: {type(exc).__name__}: {exc}",
+            f"the full log is in {log}" if log else "run again with --verbose to see the converter's output",
+        ) from exc
+
+
+def read_source(source: str, options: ConvertOptions, progress: Progress) -> Checkpoint:
+    """Step 1: the checkpoint directory (downloaded for a Hub id), checked in seconds."""
+    from litert import preflight
+
     from_hub = checkpoint_lib.is_hub_id(source)
     title = f"Downloading {source}" + (f" @ {options.revision}" if options.revision else "")
     with progress.stage(title if from_hub else f"Reading {source}", open_line=from_hub):
         ckpt = checkpoint_lib.resolve_source(source, revision=options.revision, allow_pickle=options.allow_pickle)
-        from litert import preflight
-
         preflight.check_config(ckpt)
         weights.check_weights(ckpt)
         store.load_index()  # a store that cannot be read or written is refused before any work
         store.check_writable()
     if ckpt.revision:
         progress.say(f"      commit {ckpt.revision} · {ckpt.path}")
+    return ckpt
+
+
+def plan_step(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOptions, progress: Progress) -> ConversionPlan:
+    """Step 2: the claim, every planning hook, the memory estimate; one summary line."""
+    from litert.memory import check_memory
+
     with progress.stage("Planning"):
         plan = plan_conversion(plugins, ckpt, options)
-        from litert.memory import check_memory
-
         needed, available = check_memory(ckpt)
     rec = plugins.record(plan.plugin)
     s = plan.settings
@@ -360,114 +434,109 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         f"prefill {','.join(map(str, s.prefill_lengths))} · KV cache {s.kv_cache_max_len} · "
         f"memory ~{needed / 1e9:.1f} GB" + (f" of {available / 1e9:.1f} GB available" if available else "")
     )
+    if (s.prefill_lengths, s.kv_cache_max_len) == tuple(TINY_SETTINGS.values()) and options.prefill_lengths is None:
+        progress.say(
+            "      note: a tiny model: the short export litert demo uses (prefill 8,64, KV cache 256); "
+            "--prefill-lengths and --kv-cache-max-len choose others"
+        )
     penalty = (ckpt.read_json("generation_config.json") or {}).get("repetition_penalty")
     if isinstance(penalty, (int, float)) and penalty != 1:
         progress.say(
             f"      note: generation_config.json sets repetition_penalty {penalty}; the bundle's sampler has "
             "no such setting, so it is not carried"
         )
-    name = options.name or checkpoint_lib.default_name(source, ckpt)
-    output = options.output or default_output(name, from_hub)
+    return plan
+
+
+def output_for(source: str, ckpt: Checkpoint, options: ConvertOptions) -> tuple[str, Path]:
+    """The store name and the bundle path, checked before any work."""
+    name = store.check_name(options.name or checkpoint_lib.default_name(source, ckpt))
+    output = options.output or default_output(name, checkpoint_lib.is_hub_id(source))
     if output.suffix != ".litertlm":
         raise LitertError(f"output {output} does not end in .litertlm", "pass -o NAME.litertlm")
     if output.is_dir():
         raise LitertError(f"output {output} is a directory", "pass -o PATH/NAME.litertlm")
+    return name, output
+
+
+def export_step(plugins: PluginSet, plan: ConversionPlan, workdir: Path, progress: Progress) -> Path:
+    """Steps 3 and 4: build the model through the plugin, lower it to a float .tflite
+    (streamed weights, on two processes where it pays), quantize; the .tflite's path."""
+    from litert.lowering import Rebuild, export_processes, lower, planned_steps, quantize
+
+    s = plan.settings
+    with failing_as("building the model", workdir), progress.stage("Building the model"), streaming.streaming():
+        module = plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=s)
+    title = f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures ({s.quantize})"
+    with failing_as("exporting and quantizing", workdir), progress.stage(title, open_line=True):
+        streamed = getattr(module, streaming.ATTRIBUTE, None) is not None
+        parallel = streamed and export_processes(module, s.quantize) > 1
+        with Steps(planned_steps(s, streamed, parallel), progress.stream) as step:
+            try:
+                lowered = lower(module, s, workdir, step=step, rebuild=Rebuild(plan.plugin, plan.claim))
+            except streaming.NotStreamable as exc:
+                # Detected, never silent: build again with the weights loaded.
+                del module
+                gc.collect()
+                step.restart(planned_steps(s, False, False), f"note: {exc}; exporting again with the weights loaded")
+                module = plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=s)
+                lowered = lower(module, s, workdir, step=step)
+            del module  # the weights' last reference: quantizing reads the float file instead
+            gc.collect()
+            if s.quantize != "none":
+                step(f"quantizing ({s.quantize})")
+            return quantize(lowered, workdir)
+
+
+def convert(source: str, options: ConvertOptions, progress: Progress | None = None) -> ConversionResult:
+    """Convert SOURCE into a bundle, store it under a name, and return what was done.
+
+    The steps: read the source, plan, choose the output, (answer from the store if the same
+    conversion was done), build + export + quantize, write the bundle, verify, store. Nothing
+    half-done stays: the temp directory goes, and the bundle this conversion wrote is removed
+    unless it was stored."""
+    from litert.bundle import BundleContents, write_bundle
+
+    progress = progress or Progress(total=7 if options.verify else 6)
+    plugins = get_plugins()
+    ckpt = read_source(source, options, progress)
+    plan = plan_step(plugins, ckpt, options, progress)
+    name, output = output_for(source, ckpt, options)
     # One conversion writes a given output at a time: a second one waits for nothing and says so.
     with store.output_lock(output):
         check_output_free(output, name, source, options.force)
         remove_leftovers(output)
         prov = provenance(plan)
-        key = cache_key(plan, prov, rec.version)
-        if not options.force:
-            hit = store.find(key=key, verified=options.verify)
-            if hit is not None:
-                return answer_from_store(hit, name, output, source, ckpt, plan, progress)
+        key = cache_key(plan, prov, plugins.record(plan.plugin).version)
+        hit = None if options.force else store.find(key=key, verified=options.verify)
+        if hit is not None:
+            return answer_from_store(hit, name, output, source, ckpt, plan, progress)
 
         from litert.disk import check_disk
         from litert.memory import model_parameters
 
-        check_disk(model_parameters(ckpt), s.quantize, output)
+        check_disk(model_parameters(ckpt), plan.settings.quantize, output)
         workdir = Path(tempfile.mkdtemp(prefix=f"litert-convert-{os.getpid()}-"))
-        landed = False
         written: tuple[int, int, int] | None = None
         """The output this conversion wrote (inode, mtime, size): removed unless it lands."""
+        landed = False
         try:
             with captured_native_output(workdir / "convert.log", enabled=not options.verbose):
-                stage = "building the model"
-                try:
-                    with progress.stage("Building the model"), streaming.streaming():
-                        module = plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=plan.settings)
-                    stage = "exporting and quantizing"
-                    title = f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures ({s.quantize})"
-                    with progress.stage(title, open_line=True):
-                        from litert.lowering import Rebuild, export_processes, lower, planned_steps, quantize
-
-                        streamed = getattr(module, streaming.ATTRIBUTE, None) is not None
-                        parallel = streamed and export_processes(module, s.quantize) > 1
-                        n_steps = planned_steps(s, streamed, parallel)
-                        with Steps(n_steps, progress.stream) as step:
-                            try:
-                                lowered = lower(
-                                    module, plan.settings, workdir, step=step, rebuild=Rebuild(plan.plugin, plan.claim)
-                                )
-                            except streaming.NotStreamable as exc:
-                                # Detected, never silent: build again with the weights loaded.
-                                del module
-                                gc.collect()
-                                step.restart(
-                                    planned_steps(s, False, False),
-                                    f"note: {exc}; exporting again with the weights loaded",
-                                )
-                                module = plugins.call(
-                                    plan.plugin, "build_model", claim=plan.claim, settings=plan.settings
-                                )
-                                lowered = lower(module, plan.settings, workdir, step=step)
-                            del module  # the weights' last reference: quantizing reads the float file instead
-                            gc.collect()
-                            if s.quantize != "none":
-                                step(f"quantizing ({s.quantize})")
-                            tflite = quantize(lowered, workdir)
-                    stage = "writing the bundle"
-                    with progress.stage(f"Writing {output}"):
-                        from litert.bundle import BundleContents, write_bundle
-
-                        contents = BundleContents(
-                            tflite=tflite,
-                            tokenizer=plan.tokenizer,
-                            prompt=plan.prompt,
-                            stop_token_ids=plan.stop_token_ids,
-                            start_token_id=plan.start_token_id,
-                            sampler=plan.sampler,
-                            settings=plan.settings,
-                            chat_template=plan.chat_template,
-                            summary=bundle_summary(plugins, plan, name, prov),
-                        )
-                        size = write_bundle(output, contents, workdir)
-                        written = _identity(output)
-                except LitertError:
-                    raise
-                except KeyError as exc:
-                    raise LitertError(
-                        f"{stage} failed: the checkpoint has no tensor {exc}, which the plugin's model needs",
-                        "either the checkpoint is incomplete (re-download it) or the plugin builds another variant "
-                        "of the architecture than this checkpoint's (report it to the plugin's maintainers)",
-                    ) from exc
-                except Exception as exc:
-                    # A library that turned the user's Ctrl-C into an error of its own: an interrupt.
-                    check_interrupted()
-                    full = _disk_full(exc)
-                    if full is not None:
-                        raise LitertError(
-                            f"{stage} failed: no space left on the device holding {full} ({_free(full)} free)",
-                            "free some space, or point TMPDIR (the export's work files) or -o at a larger disk",
-                        ) from exc
-                    log = failure_log(workdir)
-                    raise LitertError(
-                        f"{stage} failed: {type(exc).__name__}: {exc}",
-                        f"the full log is in {log}"
-                        if log
-                        else "run again with --verbose to see the converter's output",
-                    ) from exc
+                tflite = export_step(plugins, plan, workdir, progress)
+                contents = BundleContents(
+                    tflite=tflite,
+                    tokenizer=plan.tokenizer,
+                    prompt=plan.prompt,
+                    stop_token_ids=plan.stop_token_ids,
+                    start_token_id=plan.start_token_id,
+                    sampler=plan.sampler,
+                    settings=plan.settings,
+                    chat_template=plan.chat_template,
+                    summary=bundle_summary(plugins, plan, name, prov),
+                )
+                with failing_as("writing the bundle", workdir), progress.stage(f"Writing {output}"):
+                    size = write_bundle(output, contents, workdir)
+                    written = _identity(output)
             report = None
             if options.verify:
                 from litert.verify import verify
@@ -483,27 +552,40 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     size = write_bundle(output, contents, workdir)
                     written = _identity(output)
             with progress.stage(f"Storing as {name!r}"):
-                info = {
-                    "source": source if from_hub else str(ckpt.path.resolve()),
-                    "revision": ckpt.revision,
-                    "requested_revision": options.revision,
-                    "family": plan.claim.family,
-                    "quantize": s.quantize,
-                    "size": size,
-                    "key": key,
-                }
-                if report is not None:
-                    info["parity"] = {"passed": report.passed, "summary": report.summary_line()}
-                store.record(name, output, info)
+                store_result(name, output, source, ckpt, options, plan, size, key, report)
             landed = True
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
             if written is not None and not landed and _identity(output) == written:
-                # interrupted or failed before it was stored: nothing half-done stays (and only
-                # the file this conversion wrote is removed)
                 with contextlib.suppress(OSError):
                     output.unlink()
         return ConversionResult(name=name, path=output, size=size, seconds=progress.elapsed, plan=plan, parity=report)
+
+
+def store_result(
+    name: str,
+    output: Path,
+    source: str,
+    ckpt: Checkpoint,
+    options: ConvertOptions,
+    plan: ConversionPlan,
+    size: int,
+    key: str,
+    report: Any,
+) -> None:
+    """The last step: the store entry that makes `litert run NAME` find the bundle."""
+    info = {
+        "source": source if checkpoint_lib.is_hub_id(source) else str(ckpt.path.resolve()),
+        "revision": ckpt.revision,
+        "requested_revision": options.revision,
+        "family": plan.claim.family,
+        "quantize": plan.settings.quantize,
+        "size": size,
+        "key": key,
+    }
+    if report is not None:
+        info["parity"] = {"passed": report.passed, "summary": report.summary_line()}
+    store.record(name, output, info)
 
 
 def verify_bundle(checkpoint: Path, bundle: Path, tokens: int = 16, quick: bool = True) -> Any:

@@ -18,3 +18,7 @@ class LitertError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+    def render(self) -> str:
+        """The one line the CLI prints: `error: MESSAGE — HINT`."""
+        return f"error: {self.message}" + (f" — {self.hint}" if self.hint else "")

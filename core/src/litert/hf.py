@@ -30,8 +30,10 @@ __all__ = [
     "special_tokens",
     "start_token",
     "stop_tokens",
+    "text_config",
     "token_strings",
     "tokenizer_config",
+    "weight_names",
 ]
 
 
@@ -203,6 +205,28 @@ def decoder_config(checkpoint: Checkpoint, *, tie_default: bool = False, windowe
         rope={t: rope_parameters(c, t) for t in sorted(set(types))},
         raw=c,
     )
+
+
+def text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The language model's config: `text_config` of a multimodal config.json
+    (Gemma3ForConditionalGeneration), else the config itself."""
+    text = config.get("text_config")
+    return text if isinstance(text, Mapping) else config
+
+
+def weight_names(checkpoint: Checkpoint) -> set[str]:
+    """Every tensor name of the checkpoint's safetensors files, read from their headers only.
+
+    Example: telling a transformers-4 multimodal checkpoint (``language_model.model.layers.0...``)
+    from a transformers-5 one (``model.language_model.layers.0...``).
+    """
+    from litert.weights import read_header, safetensors_files
+
+    names: set[str] = set()
+    for path in safetensors_files(checkpoint):
+        if path.suffix == ".safetensors":
+            names.update(k for k in read_header(path) if k != "__metadata__")
+    return names
 
 
 def tokenizer_config(checkpoint: Checkpoint) -> dict[str, Any]:

@@ -161,6 +161,18 @@ def bundle_files(repo_id: str, revision: str | None = None) -> tuple[list[str], 
     return sorted(f for f in files if f.endswith(".litertlm")), files
 
 
+def cached_bundles(repo_id: str, revision: str | None = None) -> list[str]:
+    """The .litertlm files of `repo_id` already in the local Hugging Face cache (what an
+    offline machine can pull), or [] when the repository is not cached."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached (LocalEntryNotFoundError) or an id the cache cannot hold
+        return []
+    return sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*.litertlm"))
+
+
 def pull(
     repo_id: str, revision: str | None = None, file: str | None = None, listing: list[str] | None = None
 ) -> Download:
@@ -175,10 +187,21 @@ def pull(
 
     try:
         if offline():
-            if file is None:
-                raise LitertError(f"offline, litert cannot list the bundles of {repo_id}", "pass --file NAME.litertlm")
+            cached = cached_bundles(repo_id, revision)
+            if not cached:
+                raise LitertError(
+                    f"offline, and no bundle of {repo_id} is in the Hugging Face cache",
+                    "pull it once online, or unset HF_HUB_OFFLINE",
+                )
+            if file is None and len(cached) > 1:
+                raise LitertError(
+                    f"{repo_id} has {len(cached)} cached bundles: {', '.join(cached)}", "choose one with --file NAME"
+                )
+            file = file or cached[0]
+            if file not in cached:
+                raise LitertError(f"{repo_id} has no cached bundle {file!r}; cached: {', '.join(cached)}", "pass one")
             path = Path(hf_hub_download(repo_id, file, revision=revision, local_files_only=True))
-            return Download(path=path, commit=path.parent.name)
+            return Download(path=path, commit=path.parent.name, bundles=tuple(cached))
         if listing is None:
             bundles, files = bundle_files(repo_id, revision)
         else:

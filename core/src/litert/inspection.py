@@ -142,6 +142,11 @@ def render(d: dict[str, Any]) -> str:
         lines.append(
             f"parity:         top-1 {parity['top1'] * 100:.1f}%, KL {parity['kl']:.4f}, max |Δlogit| "
             f"{parity['max_abs_logit_diff']:.3f} — {'pass' if parity['passed'] else 'FAIL'} "
-            f"(thresholds: top-1 ≥ {t.get('top1')}, KL ≤ {t.get('kl')}, greedy ≥ {t.get('greedy')})"
+            f"(thresholds: top-1 ≥ {_percent(t.get('top1'))}, KL ≤ {t.get('kl')}, greedy ≥ {t.get('greedy')} tokens)"
         )
     return "\n".join(lines)
+
+
+def _percent(value: object) -> str:
+    """A share as everything else prints it (top-1 99.4%), not as a fraction."""
+    return f"{value * 100:.1f}%" if isinstance(value, (int, float)) else "?"

@@ -185,9 +185,10 @@ class Chat:
                 return
             except _ContextFull as full:
                 if full.started or not self.history:
-                    if len(self.history) != len(kept):  # dropping turns did not help: keep the conversation
-                        self.history = kept
-                        self._start_conversation(self.history)
+                    # The runtime's conversation is unusable after a refused message ("state 7" on every
+                    # later one): start it again, with the history as it was before this message.
+                    self.history = kept
+                    self._start_conversation(self.history)
                     raise LitertError(
                         "the message does not fit the bundle's context"
                         + (" (the answer was cut off)" if full.started else ""),

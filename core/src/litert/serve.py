@@ -87,19 +87,32 @@ class ChatRequest:
 
 
 _ROLES = ("system", "developer", "user", "assistant")
+MAX_MESSAGES = 1024
+"""More turns than any bundle's context holds; a longer list is refused before any work."""
+MAX_STOP_CHARS = 256
+"""The longest stop string (OpenAI's stops are short; a long one costs every generated token)."""
+
+
+def _clean(text: str, where: str, param: str) -> str:
+    """Text the runtime can take: valid Unicode (JSON lets unpaired surrogates through)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ServeError(400, f"{where} is not valid Unicode ({exc.reason} at {exc.start})", param=param) from exc
+    return text
 
 
 def _text(content: Any, where: str) -> str:
     """A message's content as text: a string, or a list of text parts."""
     if isinstance(content, str):
-        return content
+        return _clean(content, where, "messages")
     if isinstance(content, list):
         parts = []
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 raise ServeError(400, f"{where}: only text content parts are supported", param="messages")
             parts.append(part["text"])
-        return "".join(parts)
+        return _clean("".join(parts), where, "messages")
     raise ServeError(400, f"{where}: content must be a string or a list of text parts", param="messages")
 
 
@@ -138,6 +151,8 @@ def parse_request(body: Any) -> ChatRequest:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ServeError(400, "messages must be a non-empty list", param="messages")
+    if len(messages) > MAX_MESSAGES:
+        raise ServeError(400, f"at most {MAX_MESSAGES} messages are accepted", param="messages")
     system: list[str] = []
     turns: list[dict[str, str]] = []
     for i, msg in enumerate(messages):
@@ -173,6 +188,7 @@ def parse_completion_request(body: Any) -> ChatRequest:
         prompt = prompt[0]
     if not isinstance(prompt, str):
         raise ServeError(400, "prompt must be a string (one prompt per request)", param="prompt")
+    _clean(prompt, "prompt", "prompt")
     for name in ("echo", "suffix", "best_of"):
         if body.get(name) not in (None, False, 1):
             raise ServeError(400, f"{name} is not supported by litert serve", param=name)
@@ -193,8 +209,19 @@ def _request(
     stops = [stop] if isinstance(stop, str) else stop if stop is not None else []
     if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > 4:
         raise ServeError(400, "stop must be a string or a list of up to 4 non-empty strings", param="stop")
+    if any(len(s) > MAX_STOP_CHARS for s in stops):
+        raise ServeError(400, f"a stop string may be at most {MAX_STOP_CHARS} characters", param="stop")
+    for s in stops:
+        _clean(s, "stop", "stop")
     max_tokens = _number(body, "max_completion_tokens", int) or _number(body, "max_tokens", int)
+    if max_tokens is not None and max_tokens < 1:
+        raise ServeError(400, "max_tokens must be at least 1", param="max_tokens")
+    for flag in ("stream",):
+        if body.get(flag) is not None and not isinstance(body.get(flag), bool):
+            raise ServeError(400, f"{flag} must be true or false", param=flag)
     stream_options = body.get("stream_options") or {}
+    if not isinstance(stream_options, dict):
+        raise ServeError(400, "stream_options must be an object", param="stream_options")
     return ChatRequest(
         model=model,
         history=history or [],
@@ -259,6 +286,15 @@ class Models:
         self._loaded: dict[str, Model] = {}
         self._guard = threading.Lock()
 
+    def served(self) -> dict[str, Path]:
+        """`available()`, with a store that cannot be read a 500 that names no local path
+        (the detail goes to the server's log)."""
+        try:
+            return self.available()
+        except LitertError as exc:
+            print(f"litert serve: the model store cannot be read: {exc}", file=sys.stderr, flush=True)
+            raise ServeError(500, "the server's model store cannot be read", kind="server_error") from exc
+
     def available(self) -> dict[str, Path]:
         if self.given is not None:
             return dict(self.given)
@@ -267,10 +303,7 @@ class Models:
         return {n: Path(e["path"]) for n, e in sorted(store.load_index().items()) if Path(e["path"]).is_file()}
 
     def get(self, name: str) -> Model:
-        try:
-            paths = self.available()
-        except LitertError as exc:
-            raise ServeError(500, str(exc), kind="server_error") from exc
+        paths = self.served()
         path = paths.get(name)
         if path is None:
             raise ServeError(
@@ -286,8 +319,9 @@ class Models:
                 try:
                     model = Model(name, path)
                 except LitertError as exc:
+                    print(f"litert serve: cannot read {name}: {exc}", file=sys.stderr, flush=True)
                     raise ServeError(
-                        500, f"cannot read {name}: {exc}", code="model_load_failed", kind="server_error"
+                        500, f"the model {name!r} cannot be read", code="model_load_failed", kind="server_error"
                     ) from exc
                 self._loaded[name] = model
             return model
@@ -350,7 +384,10 @@ def _engine(model: Model) -> Any:
     try:
         return model.ensure_engine()
     except LitertError as exc:
-        raise ServeError(500, str(exc), code="model_load_failed", kind="server_error") from exc
+        print(f"litert serve: cannot open {model.name}: {exc}", file=sys.stderr, flush=True)
+        raise ServeError(
+            500, f"the runtime cannot open the model {model.name!r}", code="model_load_failed", kind="server_error"
+        ) from exc
 
 
 def generate(model: Model, req: ChatRequest, cancel: threading.Event) -> Iterator[Piece | Finished]:
@@ -562,10 +599,7 @@ def make_app(models: Models) -> Any:
         return {"id": name, "object": "model", "created": int(path.stat().st_mtime), "owned_by": "litert"}
 
     async def list_models(request: Request) -> Response:
-        try:
-            served = models.available()
-        except LitertError as exc:
-            raise ServeError(500, str(exc), kind="server_error") from exc
+        served = models.served()
         return JSONResponse({"object": "list", "data": [model_card(n, p) for n, p in served.items()]})
 
     async def get_model(request: Request) -> Response:
@@ -586,6 +620,8 @@ def make_app(models: Models) -> Any:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ServeError(400, f"the request body is not valid JSON: {exc}") from exc
         req = parse_request(body) if chat else parse_completion_request(body)
+        log = request.scope.setdefault("state", {}).setdefault("litert", {})  # for the access log (litert.access)
+        log["model"] = req.model
         completion_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
         created = int(time.time())
         kind = "chat.completion" if chat else "text_completion"
@@ -611,6 +647,7 @@ def make_app(models: Models) -> Any:
                 text.append(finished.text)
                 finished = await anext(stream)
             await stream.aclose()
+            log["usage"] = finished.usage
             return JSONResponse(envelope([choice("".join(text), finished.reason)], False, usage=finished.usage))
 
         def sse_data(data: dict[str, Any]) -> str:
@@ -626,6 +663,7 @@ def make_app(models: Models) -> Any:
                     if isinstance(event, Piece):
                         yield sse_data(envelope([choice(event.text, None, delta=True)], True))
                     else:
+                        log["usage"] = event.usage
                         yield sse_data(envelope([choice(None if chat else "", event.reason, delta=True)], True))
                         if req.include_usage:
                             yield sse_data(envelope([], True, usage=event.usage))
@@ -668,15 +706,18 @@ def make_app(models: Models) -> Any:
 
 
 def resolve_models(names: list[str]) -> Models:
-    """The models named on the command line (stored names or bundle paths), or the whole store."""
+    """The models named on the command line (stored names, bundle paths or Hub ids, resolved
+    as `litert run` resolves them), or the whole store."""
     from litert import store
+    from litert.resolution import bundle_for
 
     if not names:
         return Models()
     stored = store.load_index()
     given: dict[str, Path] = {}
     for name in names:
-        path = store.resolve_model(name)
+        path = bundle_for(name)
+        stored = store.load_index()  # a Hub id may have just been pulled or converted
         served = name if name in stored else path.stem
         if served in given and given[served] != path:
             raise LitertError(f"two bundles would both be served as {served!r}", "rename one of the files")
@@ -703,7 +744,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(models: Models, host: str, port: int) -> None:
+def serve(models: Models, host: str, port: int, api_key: str | None = None) -> None:
     """Serve until Ctrl-C (or SIGTERM): print the address, then run uvicorn on the bound socket."""
     import uvicorn
 
@@ -718,11 +759,17 @@ def serve(models: Models, host: str, port: int) -> None:
     names = list(models.available())
     what = ", ".join(names) if models.given is not None else f"the store ({len(names)} models now)"
     print(f"Serving {what} at http://{shown}:{bound_port}/v1 (OpenAI-compatible); Ctrl-C stops.", flush=True)
-    if host not in LOOPBACK_HOSTS:
-        print(f"warning: listening on {host}: other machines can reach this server; it has no authentication",
-              file=sys.stderr, flush=True)  # fmt: skip
+    if host not in LOOPBACK_HOSTS and not api_key:
+        print(f"warning: listening on {host}: other machines can reach this server, and it asks for no key; "
+              "set one with --api-key KEY or LITERT_API_KEY", file=sys.stderr, flush=True)  # fmt: skip
+    from litert.access import Door
+
     config = uvicorn.Config(
-        make_app(models), log_level="warning", access_log=False, timeout_graceful_shutdown=5, lifespan="off"
+        Door(make_app(models), api_key=api_key),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     try:

@@ -223,6 +223,36 @@ def forget(bundle: Path) -> None:
             del models[name]
 
 
+def check_name(name: str) -> str:
+    """A store name is one line of printable text, its `/`-separated parts neither empty nor
+    `.` / `..` (a Hub id is ORG/NAME): it becomes a path under the store and a column of
+    `litert models list`."""
+    parts = name.split("/")
+    if (
+        not name.strip()
+        or len(name) > 200
+        or not name.isprintable()
+        or name.startswith(("/", "~"))
+        or any(p in ("", ".", "..") or p != p.strip() for p in parts)
+    ):
+        raise LitertError(
+            f"{name!r} cannot be a model name",
+            "use letters, digits, '-', '_', '.' and at most ORG/NAME, e.g. --name my-model",
+        )
+    return name
+
+
+def deletable_bundle(path: Path) -> Path | None:
+    """The resolved bundle file at `path` when litert may delete it, else None: a regular
+    `.litertlm` file, and never one of the store's own files (the index, its lock, logs)."""
+    resolved = path.resolve()
+    if resolved.suffix != ".litertlm" or not resolved.is_file() or resolved.name.startswith("."):
+        return None
+    if home().resolve() in resolved.parents and (home() / "models").resolve() not in resolved.parents:
+        return None
+    return resolved
+
+
 def remove(name: str) -> dict[str, Any]:
     """Forget `name`; return its entry."""
     with updating() as models:

@@ -81,6 +81,9 @@ class StressVariant:
     description: str
     edit: Callable[[dict[str, Any]], None]
     applies: Callable[[Mapping[str, Any]], bool] = lambda config: True
+    since_api: int = 1
+    """The plugin API that brought the variant: the kit runs it on plugins declaring that
+    API or a later one, so a plugin's own suite does not turn red when the core is upgraded."""
 
 
 def _heads(c: Mapping[str, Any]) -> int:
@@ -211,8 +214,9 @@ VARIANTS: tuple[StressVariant, ...] = (
         f"sliding_window {WINDOW} with no layer_types (windows wherever the architecture applies them)",
         _window_every_layer,
         _no_sliding,
+        since_api=2,
     ),
-    StressVariant("rope_linear", "linear RoPE scaling, factor 4", _rope(rope_type="linear", factor=4.0)),
+    StressVariant("rope_linear", "linear RoPE scaling, factor 4", _rope(rope_type="linear", factor=4.0), since_api=2),
     StressVariant(
         "rope_llama3",
         "Llama 3.1 RoPE scaling (factor 8, original context 16, so every band is exercised)",
@@ -223,18 +227,27 @@ VARIANTS: tuple[StressVariant, ...] = (
             high_freq_factor=4.0,
             original_max_position_embeddings=16,
         ),
+        since_api=2,
     ),
     StressVariant(
         "rope_yarn",
         "YaRN RoPE scaling, factor 4 over an original context of 16",
         _rope(rope_type="yarn", factor=4.0, original_max_position_embeddings=16),
+        since_api=2,
     ),
     StressVariant(
         "rope_longrope",
         f"LongRoPE (Phi-3) with short and long factors, original context {KV_CACHE_LEN}, factor 4",
         _longrope,
+        since_api=2,
     ),
-    StressVariant("partial_rotary", "partial_rotary_factor 0.5 (half the head rotated)", _set_partial, _partial_rotary),
+    StressVariant(
+        "partial_rotary",
+        "partial_rotary_factor 0.5 (half the head rotated)",
+        _set_partial,
+        _partial_rotary,
+        since_api=2,
+    ),
 )
 VARIANT_NAMES: tuple[str, ...] = tuple(v.name for v in VARIANTS)
 

@@ -202,6 +202,9 @@ class PluginConformance:
         from litert.errors import LitertError
 
         v = stress.variant_named(variant)
+        api = next((r.api_version for r in _plugins().records if r.name == self.plugin), None) or 1
+        if api < v.since_api:
+            pytest.skip(f"{variant} came with plugin API {v.since_api}; {self.plugin} declares API {api}")
         base = load_checkpoint(self.checkpoint).config
         if not v.applies(base):
             pytest.skip(f"{variant} ({v.description}) does not apply to {self.checkpoint.name}")

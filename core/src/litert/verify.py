@@ -41,18 +41,29 @@ class Thresholds:
     meets near-ties where one token flips and the answers part (SmolLM2-135M-Instruct at
     dynamic_int8: top-1 97.5 %, yet one prompt of five diverged at its first token), so
     quantized recipes ask it of half the prompts; `none` and `fp16` of every prompt."""
+    margin: float = 0.0
+    """A near-tie, in the reference's own log-probabilities: a position where the bundle picks
+    another token than the reference does counts against it only when the reference rates
+    that token more than `margin` nats below its own choice; a free-running answer may part
+    from the reference's at such a position. The recipe's numerical noise sets it: a tenth of
+    the KL threshold's square root (the typical log-probability error at that KL), so a
+    bundle may only lose a tie its own noise can explain (none: 0.001, int8: 0.022)."""
 
 
 # `none`: the bundle must compute what transformers computes. The quantized recipes: from
 # measurements on a real trained model (SmolLM2-135M-Instruct, docs/verify.md) and the tiny
 # models of every family, with margin.
+def _margin(kl: float) -> float:
+    return round(0.1 * kl**0.5, 4)
+
+
 THRESHOLDS: dict[str, Thresholds] = {
-    "none": Thresholds(top1=1.0, kl=1e-4, greedy=32),
-    "fp16": Thresholds(top1=0.99, kl=0.01, greedy=16),
-    "dynamic_int8": Thresholds(top1=0.95, kl=0.05, greedy=8, greedy_share=0.5),
-    "weight_only_int8": Thresholds(top1=0.95, kl=0.05, greedy=8, greedy_share=0.5),
-    "dynamic_int4_block32": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5),
-    "dynamic_int4_block128": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5),
+    "none": Thresholds(top1=1.0, kl=1e-4, greedy=32, margin=_margin(1e-4)),
+    "fp16": Thresholds(top1=0.99, kl=0.01, greedy=16, margin=_margin(0.01)),
+    "dynamic_int8": Thresholds(top1=0.95, kl=0.05, greedy=8, greedy_share=0.5, margin=_margin(0.05)),
+    "weight_only_int8": Thresholds(top1=0.95, kl=0.05, greedy=8, greedy_share=0.5, margin=_margin(0.05)),
+    "dynamic_int4_block32": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5, margin=_margin(0.6)),
+    "dynamic_int4_block128": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5, margin=_margin(0.6)),
 }
 
 QUESTIONS = [
@@ -92,6 +103,11 @@ class PromptReport:
     greedy_identical: int
     greedy_reference: int
     greedy_complete: bool
+    top1_margin: float = 1.0
+    """Top-1 agreement counting near-ties (Thresholds.margin) as agreement."""
+    parted_at_near_tie: bool = False
+    """The free-running answer parted from the reference's where the reference's own top two
+    were within the margin: not held against the bundle."""
 
 
 @dataclasses.dataclass
@@ -108,6 +124,11 @@ class ParityReport:
     def top1(self) -> float:
         total = sum(p.positions for p in self.prompts)
         return sum(p.top1 * p.positions for p in self.prompts) / total if total else 0.0
+
+    @property
+    def top1_margin(self) -> float:
+        total = sum(p.positions for p in self.prompts)
+        return sum(p.top1_margin * p.positions for p in self.prompts) / total if total else 0.0
 
     @property
     def kl(self) -> float:
@@ -128,8 +149,10 @@ class ParityReport:
 
     def summary_line(self) -> str:
         verdict = "pass" if self.passed else "FAIL"
+        ties = f" ({self.top1_margin * 100:.1f}% counting near-ties)" if self.top1_margin != self.top1 else ""
         return (
-            f"parity: top-1 {self.top1 * 100:.1f}%, KL {self.kl:.4f}, max |Δlogit| {self.max_abs_logit_diff:.3f}, "
+            f"parity: top-1 {self.top1 * 100:.1f}%{ties}, KL {self.kl:.4f}, "
+            f"max |Δlogit| {self.max_abs_logit_diff:.3f}, "
             f"greedy answers identical {self.greedy_whole}/{len(self.prompts)} "
             f"(shortest identical run {self.greedy_min} tokens) ({self.quantize}) — {verdict}"
         )
@@ -142,6 +165,7 @@ class ParityReport:
             "passed": self.passed,
             "failures": self.failures,
             "top1": round(self.top1, 6),
+            "top1_margin": round(self.top1_margin, 6),
             "kl": round(self.kl, 6),
             "max_abs_logit_diff": round(self.max_abs_logit_diff, 6),
             "greedy_min": self.greedy_min,
@@ -333,6 +357,9 @@ def verify(checkpoint_dir: Path, bundle_path: Path, tokens: int = 32, quick: boo
             our_logp = torch.log_softmax(ours_t, -1)
             kl = (ref_logp.exp() * (ref_logp - our_logp)).sum(-1)
             agree = (ours_t.argmax(-1) == ref_logits.argmax(-1)).float()
+            # A near-tie: the reference itself rates the bundle's choice within the margin of its own.
+            gap = ref_logp.max(-1).values - ref_logp.gather(-1, ours_t.argmax(-1, keepdim=True)).squeeze(-1)
+            agree_margin = torch.maximum(agree, (gap <= thresholds.margin).float())
             # Free-running through the runtime, compared token by token with transformers.
             cut = next((i for i, t in enumerate(ref_tokens) if t in stop_ids), len(ref_tokens))
             reference = ref_tokens[:cut]
@@ -346,6 +373,11 @@ def verify(checkpoint_dir: Path, bundle_path: Path, tokens: int = 32, quick: boo
                 if a != b:
                     break
                 same += 1
+            near_tie = False
+            if same < min(len(runtime_ids), len(reference_ids)) and reference_ids[: same + 1] == reference[: same + 1]:
+                # token-exact up to the parting: was the reference itself nearly undecided there?
+                step = ref_logp[same]
+                near_tie = bool(step.max() - step[runtime_ids[same]] <= thresholds.margin)
             reports.append(
                 PromptReport(
                     name=name,
@@ -357,6 +389,8 @@ def verify(checkpoint_dir: Path, bundle_path: Path, tokens: int = 32, quick: boo
                     greedy_identical=same,
                     greedy_reference=len(reference_ids),
                     greedy_complete=runtime_ids == reference_ids,
+                    top1_margin=float(agree_margin.mean()),
+                    parted_at_near_tie=near_tie,
                 )
             )
     finally:
@@ -378,13 +412,18 @@ def judge(report: ParityReport) -> None:
     failures = []
     if not report.prompts:
         failures.append("no prompt fits the bundle's context")
-    if report.top1 < t.top1:
-        failures.append(f"top-1 agreement {report.top1 * 100:.1f}% < {t.top1 * 100:.0f}%")
+    if report.top1_margin < t.top1:
+        failures.append(
+            f"top-1 agreement {report.top1_margin * 100:.1f}% (near-ties within {t.margin} counted) "
+            f"< {t.top1 * 100:.0f}%"
+        )
     if t.kl is not None and report.kl > t.kl:
         failures.append(f"mean KL {report.kl:.4f} > {t.kl}")
     short = []
     for p in report.prompts:
         needed = min(t.greedy, p.greedy_reference)
+        if p.parted_at_near_tie:
+            continue  # parted where the reference itself was undecided: not the bundle's fault
         if p.greedy_identical < needed or (p.greedy_reference < t.greedy and not p.greedy_complete):
             short.append(
                 f"prompt {p.name!r}: {p.greedy_identical} greedy tokens identical, "

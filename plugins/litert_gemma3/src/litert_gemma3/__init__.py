@@ -17,7 +17,7 @@ TINY_CHECKPOINT = Path(__file__).parent / "tiny" / "Gemma3-tiny"
 
 LITERT_PLUGIN = PluginManifest(
     families=("gemma3",),
-    architectures=("Gemma3ForCausalLM",),
+    architectures=("Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"),  # the latter converted text-only
     api_version=2,
     tiny_checkpoint=TINY_CHECKPOINT,
     sampler=SamplerDefaults(temperature=1.0, top_p=0.95, top_k=64),  # Gemma's recommended sampling

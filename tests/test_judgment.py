@@ -1,0 +1,47 @@
+"""How a parity report is judged: near-ties (the reference itself nearly undecided) are not
+held against a bundle; real disagreement still fails. Unit-level: the measurement itself is
+tested end to end in test_verify.py."""
+
+from __future__ import annotations
+
+from litert.verify import THRESHOLDS, ParityReport, PromptReport, judge
+
+
+def prompt(name: str, top1: float, top1_margin: float, identical: int = 32, parted_at_near_tie: bool = False,
+           kl: float = 0.0) -> PromptReport:  # fmt: skip
+    return PromptReport(name, prompt_tokens=20, positions=32, top1=top1, kl_mean=kl, max_abs_logit_diff=0.1,
+                        greedy_identical=identical, greedy_reference=32, greedy_complete=identical == 32,
+                        top1_margin=top1_margin, parted_at_near_tie=parted_at_near_tie)  # fmt: skip
+
+
+def report(recipe: str, *prompts: PromptReport) -> ParityReport:
+    r = ParityReport("b", "c", recipe, THRESHOLDS[recipe], list(prompts))
+    judge(r)
+    return r
+
+
+def test_near_ties_are_not_failures() -> None:
+    # The default-initialized Gemma3 at dynamic_int8: top-1 93.8 %, KL 0, every miss a near-tie.
+    r = report("dynamic_int8", prompt("a", 0.938, 1.0), prompt("b", 0.938, 1.0))
+    assert r.passed, r.failures
+    assert "93.8% (100.0% counting near-ties)" in r.summary_line()
+
+
+def test_real_disagreement_still_fails() -> None:
+    r = report("dynamic_int8", prompt("a", 0.90, 0.90), prompt("b", 0.90, 0.91))
+    assert not r.passed and any("top-1 agreement" in f for f in r.failures)
+    broken = report("dynamic_int8", prompt("a", 1.0, 1.0, kl=0.2), prompt("b", 1.0, 1.0, kl=0.2))
+    assert not broken.passed and any("mean KL" in f for f in broken.failures)
+
+
+def test_an_answer_parting_at_a_near_tie_is_not_held_against_the_bundle() -> None:
+    parted = report("none", prompt("a", 1.0, 1.0), prompt("raw-long", 1.0, 1.0, identical=1, parted_at_near_tie=True))
+    assert parted.passed, parted.failures
+    wrong = report("none", prompt("a", 1.0, 1.0), prompt("raw-long", 1.0, 1.0, identical=1))
+    assert not wrong.passed and any("greedy tokens identical" in f for f in wrong.failures)
+
+
+def test_margins_follow_the_recipe_noise() -> None:
+    assert THRESHOLDS["none"].margin == 0.001
+    assert THRESHOLDS["none"].margin < THRESHOLDS["fp16"].margin < THRESHOLDS["dynamic_int8"].margin
+    assert THRESHOLDS["dynamic_int8"].margin < THRESHOLDS["dynamic_int4_block32"].margin
