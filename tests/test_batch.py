@@ -132,3 +132,38 @@ def test_ctrl_c_stops_the_batch_and_leaves_nothing_half_written(spec_dir: Path, 
     assert "interrupted" in log, log  # the conversion itself was stopped, and said so
     models = home / "models"
     assert not models.exists() or not list(models.iterdir())  # no bundle, no partial file
+
+
+def test_sigkill_of_the_batch_takes_its_conversions_with_it(spec_dir: Path, tmp_path: Path) -> None:
+    """`kill -9` of `litert batch` cannot pass anything on: the kernel stops its `litert
+    convert` children (PR_SET_PDEATHSIG), which clean up as on SIGTERM; a re-run is not told
+    that another litert is writing."""
+    (spec_dir / "batch.toml").write_text(SPEC)
+    home = tmp_path / "home"
+    env = {**os.environ, "LITERT_HOME": str(home)}
+    proc = subprocess.Popen(
+        [LITERT, "batch", str(spec_dir / "batch.toml"), "--jobs", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=spec_dir,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(
+        "Building the model" in log.read_text() for log in home.glob("logs/batch-*/*.log")
+    ):
+        time.sleep(0.2)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "no conversion was running"
+    proc.kill()
+    proc.wait(timeout=30)
+
+    def alive(pid: str) -> bool:  # a zombie (exited, not yet reaped by init) is not alive
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(alive(pid) for pid in children):
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in children), "a conversion outlived its batch"
+    models = home / "models"
+    assert not models.exists() or not [p for p in models.iterdir() if p.suffix == ".litertlm"]

@@ -351,3 +351,34 @@ def test_conditional_generation_converts_text_only_and_exactly(vintage: str, tmp
                             "--kv-cache-max-len", "128", "-o", out, home=tmp_path / "home")  # fmt: skip
         assert converted.returncode == 0, converted.stderr
         assert "gemma3 via litert-gemma3" in converted.stderr and converted.stdout.strip().endswith("— pass")
+
+
+def test_a_tokenizer_model_that_disagrees_with_transformers_is_replaced_or_refused(
+    tmp_path: Path, tiny_gemma3: Path
+) -> None:
+    """A tokenizer.model that collapses whitespace (as many community SentencePiece models
+    do) tokenizes prompts differently from transformers' reading of the same checkpoint, and
+    verify would blame the model. At planning the bundle takes tokenizer.json instead when
+    that agrees, and otherwise the conversion stops in one line naming the file."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    from litert.convert import ConvertOptions, plan_conversion
+
+    path = tmp_path / "ckpt"
+    shutil.copytree(tiny_gemma3, path)
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString((path / "tokenizer.model").read_bytes())
+    proto.normalizer_spec.remove_extra_whitespaces = True
+    (path / "tokenizer.model").write_bytes(proto.SerializeToString())
+
+    def plan():
+        return plan_conversion(get_plugins(), load_checkpoint(path), ConvertOptions())
+
+    assert plan().tokenizer.kind == "hf_tokenizer_json"  # the plugin chose tokenizer.model
+    (path / "tokenizer.json").unlink()
+    with pytest.raises(LitertError, match=r"tokenizer\.model tokenizes differently from transformers"):
+        plan()
+    # the shipped checkpoint agrees: the plugin's choice stands
+    assert plan_conversion(get_plugins(), load_checkpoint(tiny_gemma3), ConvertOptions()).tokenizer.kind == (
+        "sentencepiece"
+    )

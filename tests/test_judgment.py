@@ -45,3 +45,14 @@ def test_margins_follow_the_recipe_noise() -> None:
     assert THRESHOLDS["none"].margin == 0.001
     assert THRESHOLDS["none"].margin < THRESHOLDS["fp16"].margin < THRESHOLDS["dynamic_int8"].margin
     assert THRESHOLDS["dynamic_int8"].margin < THRESHOLDS["dynamic_int4_block32"].margin
+
+
+def test_the_message_blames_the_prompt_when_only_the_answers_part() -> None:
+    # Teacher-forced exact, free-running apart on every prompt: a tokenizer or template that
+    # differs, not a model that computes something else.
+    prompt_only = report("none", prompt("a", 1.0, 1.0, identical=0), prompt("b", 1.0, 1.0, identical=0))
+    assert not prompt_only.passed
+    message = str(prompt_only.failure_error("x.litertlm", "hint"))
+    assert "computes what the original computes on the same tokens" in message and "tokenizes" in message
+    model = report("none", prompt("a", 0.5, 0.5, identical=0, kl=1.0), prompt("b", 0.5, 0.5, identical=0, kl=1.0))
+    assert "does not compute what the original computes" in str(model.failure_error("x.litertlm", "hint"))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SMALLEST, make_plugin_env
+from conftest import HANG, SMALLEST, make_plugin_env
 
 PACKAGES = {
     "litert-broken": ("broken", "litert_broken", "import not_a_module_that_exists\n"),
@@ -134,7 +134,7 @@ def litert(py: Path, *args: str, home: Path, **env: str) -> subprocess.Completed
     for key in ("LITERT_LOAD_PLUGINS", "LITERT_DISABLE_PLUGINS", "LITERT_STRICT_PLUGINS"):
         if key not in env:
             full.pop(key, None)
-    return subprocess.run([py, "-m", "litert", *args], capture_output=True, text=True, env=full, timeout=600)
+    return subprocess.run([py, "-m", "litert", *args], capture_output=True, text=True, env=full, timeout=HANG)
 
 
 def test_list_shows_every_plugin_with_its_status(plugin_env: Path, tmp_path: Path) -> None:

@@ -128,6 +128,32 @@ def test_signal_during_convert_cleans_up(signum: int, code: int, word: str, tmp_
     assert not (home / "models.json").exists() or _index(home) == {}
 
 
+def test_sigkill_during_verification_leaves_nothing_at_the_output(tmp_path: Path, tiny_qwen3: Path) -> None:
+    """The bundle is written and verified under a staged name and moved to -o only when it is
+    stored: `kill -9` while verifying leaves nothing that blocks the re-run, and the re-run
+    removes the staged leftover."""
+    home, out = tmp_path / "home", tmp_path / "out"
+    out.mkdir()
+    argv = [LITERT, "convert", str(tiny_qwen3), *SMALLEST, "-o", str(out / "t.litertlm")]
+    env = {**os.environ, "LITERT_HOME": str(home)}
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    seen, deadline = "", time.monotonic() + 300
+    while "Writing" not in seen and time.monotonic() < deadline:  # its line ends when the writing is done
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen += line
+    assert "Writing" in seen, seen
+    time.sleep(1.0)  # verification under way (loading transformers and the bundle takes seconds)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert not (out / "t.litertlm").exists()
+    assert [p.name for p in out.iterdir()] and all(".staged." in p.name for p in out.iterdir())
+    again = run_cli(*argv[1:], home=home)
+    assert again.returncode == 0, again.stderr
+    assert [p.name for p in out.iterdir()] == ["t.litertlm"]
+
+
 def test_stored_name_wins_over_a_directory_of_the_same_name(tmp_path: Path, qwen3_bundle: Path) -> None:
     # `litert convert ./gemma-3-270m` prints "run it with: litert run gemma-3-270m"; typed in
     # the same directory, the name must find the bundle, not the checkpoint directory.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PARIS_PROMPT, SMALLEST, make_plugin_env
+from conftest import HANG, PARIS_PROMPT, SMALLEST, make_plugin_env
 
 THIRD_PARTY = Path(__file__).parent / "third_party" / "litert-smollm"
 PUBLIC = set(__import__("litert").PUBLIC_MODULES)
@@ -24,7 +24,7 @@ PUBLIC = set(__import__("litert").PUBLIC_MODULES)
 
 def cli(py: Path, *args: str, home: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LITERT_HOME": str(home)}
-    return subprocess.run([py, "-m", "litert", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=900)
+    return subprocess.run([py, "-m", "litert", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=HANG)
 
 
 def kit(
@@ -34,7 +34,7 @@ def kit(
     return subprocess.run(
         [py, "-m", "pytest", str(tests), "-q", "-p", "no:cacheprovider", "-p", "no:anyio", "--rootdir", str(tests),
          *args],
-        capture_output=True, text=True, env=env, timeout=900,
+        capture_output=True, text=True, env=env, timeout=HANG,
     )  # fmt: skip
 
 

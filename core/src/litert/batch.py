@@ -15,6 +15,7 @@ where it fits; the table comes back to the submitting terminal.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -253,6 +254,18 @@ def stop_children() -> None:
                 child.send_signal(signal.SIGINT)
 
 
+def _die_with_parent() -> None:
+    """Run in each job's process before `litert convert` starts: the kernel sends it SIGTERM
+    when the batch dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG), so no conversion
+    outlives its batch (it then cleans up as for any SIGTERM)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the batch died before the line above: stop now
+        os._exit(143)
+
+
 def run_job(job: Job, env: dict[str, str] | None = None, log_dir: Path | None = None) -> JobResult:
     """Run one job as a `litert convert` process; measure its wall time and its own peak memory."""
     import socket
@@ -262,7 +275,7 @@ def run_job(job: Job, env: dict[str, str] | None = None, log_dir: Path | None = 
     stderr_path = (log_dir / f"{job.name.replace('/', '--')}.log") if log_dir else None
     with open(stderr_path or os.devnull, "w+", encoding="utf-8") as err_file, subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=err_file, stdin=subprocess.DEVNULL, text=True,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **(env or {})}, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     ) as proc:  # fmt: skip
         assert proc.stdout is not None
         with _CHILDREN_LOCK:

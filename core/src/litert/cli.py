@@ -147,11 +147,7 @@ def convert(
     if as_json:
         print(json.dumps(result.as_json(), indent=2))
         if report is not None and not report.passed:
-            raise LitertError(
-                f"the bundle does not compute what the original computes ({'; '.join(report.failures)}); "
-                f"it is kept at {result.path}, marked as failed",
-                "see the parity report in the JSON output",
-            )
+            raise report.failure_error(result.path, "see the parity report in the JSON output")
         return
     if result.cached_from is not None:
         print(
@@ -169,9 +165,8 @@ def convert(
     if report is not None:
         if not report.passed:
             print(report.table())
-            raise LitertError(
-                f"the bundle does not compute what the original computes ({'; '.join(report.failures)}); "
-                f"it is kept at {result.path}, marked as failed",
+            raise report.failure_error(
+                result.path,
                 "see the report above; convert with --quantize none to tell quantization error from a conversion bug",
             )
         print(report.summary_line())

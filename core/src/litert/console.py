@@ -145,7 +145,7 @@ _PRIVATE: TextIO | None = None
 def _private_stderr() -> TextIO:
     """A duplicate of the original stderr, unaffected when fd 2 is pointed elsewhere."""
     global _PRIVATE
-    if _PRIVATE is None:
+    if _PRIVATE is None or _PRIVATE.closed:  # (a test harness that swapped sys.stderr closed it)
         try:
             _PRIVATE = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
         except (OSError, AttributeError, ValueError):

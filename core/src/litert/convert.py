@@ -123,6 +123,21 @@ def tiny_model_settings(ckpt: Checkpoint, settings: ExportSettings, options: Con
     return dataclasses.replace(settings, **TINY_SETTINGS)
 
 
+def chat_texts(ckpt: Checkpoint, prompt: PromptFormat) -> list[str]:
+    """The verification conversations rendered with the checkpoint's template (as transformers
+    renders them), for the tokenizer check; none for a base model."""
+    if not prompt.chat_template:
+        return []
+    from litert import preflight
+    from litert.verify import QUESTIONS
+
+    texts = []
+    for _, messages in QUESTIONS[:3]:
+        with contextlib.suppress(LitertError):
+            texts.append(preflight.render_template(prompt.chat_template, messages, **hf.special_tokens(ckpt)))
+    return texts
+
+
 def plan_conversion(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOptions) -> ConversionPlan:
     """Claim the checkpoint and ask the claiming plugin for its settings and formats."""
     from litert import preflight
@@ -147,6 +162,11 @@ def plan_conversion(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOption
     sampler.validate()
     if prompt.chat_template:
         preflight.check_template(prompt.chat_template, hf.special_tokens(ckpt))
+    # the added tokens a prompt can hold: those the template or the turn markers write
+    markers = (prompt.user_prefix, prompt.user_suffix, prompt.model_prefix, prompt.model_suffix)
+    written = "".join([prompt.chat_template or "", *markers, prompt.system_prefix, prompt.system_suffix])
+    special = sorted(t for t in hf.added_tokens(ckpt) if t in written)
+    assets = tokenizer.agreeing_assets(ckpt, assets, special, chat_texts(ckpt, prompt))
     stop_ids = tokenizer.token_ids(assets, prompt.stop_tokens)
     start_id = tokenizer.token_ids(assets, (prompt.start_token,))[0] if prompt.start_token else None
     chat_template = templates.adapt_chat_template(prompt.chat_template) if prompt.chat_template else None
@@ -208,10 +228,35 @@ VERSIONED = (
 
 
 def _sha256(path: Path) -> str:
+    """The file's sha256, read once per version of the file: remembered in LITERT_HOME by path,
+    inode, size and modification time (hashing a 16 GB checkpoint takes half a minute, and the
+    conversion cache asks for every input's hash before it can answer)."""
     import hashlib
+    import json
 
+    st = path.stat()
+    key = f"{path.resolve()}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+    memo_path = store.home() / "hashes.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+        if not isinstance(memo, dict):
+            memo = {}
+    except (OSError, ValueError):
+        memo = {}
+    if isinstance(memo.get(key), str):
+        return memo[key]
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    if st.st_size >= 1 << 20:  # worth remembering; small files are hashed in no time
+        prefix = f"{path.resolve()}:"
+        memo = {k: v for k, v in memo.items() if not k.startswith(prefix)}  # older versions of this file
+        memo[key] = digest
+        with contextlib.suppress(OSError):
+            tmp = memo_path.with_name(f".hashes.{os.getpid()}.tmp")
+            store.ensure_dir(memo_path.parent)
+            tmp.write_text(json.dumps(memo))
+            os.replace(tmp, memo_path)
+    return digest
 
 
 def provenance(plan: ConversionPlan) -> dict[str, Any]:
@@ -288,14 +333,6 @@ def answer_from_store(
     )
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 def check_output_free(output: Path, name: str, source: str, force: bool) -> None:
     """Refuse to replace an existing file unless --force; re-converting the same stored model is allowed."""
     if not output.exists() or force:
@@ -330,6 +367,9 @@ def remove_leftovers(output: Path) -> None:
         for p in Path(tempfile.gettempdir()).glob("litert-convert-*")
     ]
     candidates += [(p, re.fullmatch(r"\..*\.(\d+)\.partial", p.name)) for p in output.parent.glob(".*.partial")]
+    candidates += [
+        (p, re.fullmatch(r"\..*\.(\d+)\.staged\.litertlm", p.name)) for p in output.parent.glob(".*.staged.litertlm")
+    ]
     for path, m in candidates:
         if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
             if path.is_dir():
@@ -450,7 +490,7 @@ def plan_step(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOptions, pro
 
 def output_for(source: str, ckpt: Checkpoint, options: ConvertOptions) -> tuple[str, Path]:
     """The store name and the bundle path, checked before any work."""
-    name = store.check_name(options.name or checkpoint_lib.default_name(source, ckpt))
+    name = store.check_name(options.name if options.name is not None else checkpoint_lib.default_name(source, ckpt))
     output = options.output or default_output(name, checkpoint_lib.is_hub_id(source))
     if output.suffix != ".litertlm":
         raise LitertError(f"output {output} does not end in .litertlm", "pass -o NAME.litertlm")
@@ -517,9 +557,10 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
 
         check_disk(model_parameters(ckpt), plan.settings.quantize, output)
         workdir = Path(tempfile.mkdtemp(prefix=f"litert-convert-{os.getpid()}-"))
-        written: tuple[int, int, int] | None = None
-        """The output this conversion wrote (inode, mtime, size): removed unless it lands."""
-        landed = False
+        # Written and verified beside the output under a name of its own, moved into place only
+        # when it is stored: a conversion killed at any point (even by SIGKILL, during
+        # verification) leaves nothing at -o, and its staged file is a leftover the next removes.
+        staged = output.with_name(f".{output.stem}.{os.getpid()}.staged.litertlm")
         try:
             with captured_native_output(workdir / "convert.log", enabled=not options.verbose):
                 tflite = export_step(plugins, plan, workdir, progress)
@@ -535,8 +576,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     summary=bundle_summary(plugins, plan, name, prov),
                 )
                 with failing_as("writing the bundle", workdir), progress.stage(f"Writing {output}"):
-                    size = write_bundle(output, contents, workdir)
-                    written = _identity(output)
+                    size = write_bundle(staged, contents, workdir)
             report = None
             if options.verify:
                 from litert.verify import verify
@@ -545,20 +585,20 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     progress.stage("Verifying against transformers"),
                     captured_native_output(workdir / "verify.log", enabled=not options.verbose),
                 ):
-                    report = verify(ckpt.path, output, tokens=16, quick=True)
+                    report = verify(ckpt.path, staged, tokens=16, quick=True)
                     # The parity report travels inside the bundle: written again with it (the same
                     # model bytes; deterministic, so re-conversions stay byte-identical).
                     contents.summary["parity"] = {**report.as_json(), "bundle": None, "checkpoint": None}
-                    size = write_bundle(output, contents, workdir)
-                    written = _identity(output)
+                    size = write_bundle(staged, contents, workdir)
             with progress.stage(f"Storing as {name!r}"):
+                os.replace(staged, output)
                 store_result(name, output, source, ckpt, options, plan, size, key, report)
-            landed = True
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-            if written is not None and not landed and _identity(output) == written:
+            # the staged file, and what the runtime cached for it under its name while verifying
+            for leftover in [staged, *store.runtime_cache_dir().glob(f"{staged.name}*")]:
                 with contextlib.suppress(OSError):
-                    output.unlink()
+                    leftover.unlink()
         return ConversionResult(name=name, path=output, size=size, seconds=progress.elapsed, plan=plan, parity=report)
 
 

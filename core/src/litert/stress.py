@@ -288,9 +288,13 @@ class NotApplicable(Exception):
 def _fit_rope_factors(c: dict[str, Any]) -> None:
     """Resize LongRoPE's per-frequency factors after an edit changed the rotated width."""
     params = c.get("rope_parameters") if isinstance(c.get("rope_parameters"), dict) else c.get("rope_scaling")
-    partial = (params or {}).get("partial_rotary_factor", c.get("partial_rotary_factor")) or 1.0
+    if not isinstance(params, dict) or not any(
+        isinstance(params.get(k), list) for k in ("short_factor", "long_factor")
+    ):
+        return
+    partial = params.get("partial_rotary_factor", c.get("partial_rotary_factor")) or 1.0
     half = int(_head_dim(c) * float(partial)) // 2
-    for d in [params] if isinstance(params, dict) else []:
+    for d in [params]:
         for key in ("short_factor", "long_factor"):
             values = d.get(key)
             if isinstance(values, list) and values and len(values) != half:
@@ -400,7 +404,9 @@ def build(plugin: str, path: Path) -> Any:
 
 def compare(plugin: str, path: Path) -> Comparison:
     """Build `path` through `plugin` and compare its logits with transformers'."""
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    from litert import hf
+
+    config = hf.text_config(json.loads((path / "config.json").read_text(encoding="utf-8")))
     ids = prompt_ids(int(config["vocab_size"]))
     ours = litert_torch_logits(build(plugin, path), ids)
     ref = reference_logits(path, ids)

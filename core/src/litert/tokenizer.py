@@ -66,3 +66,94 @@ def token_ids(assets: TokenizerAssets, tokens: tuple[str, ...]) -> list[int]:
             )
         ids.append(int(i))
     return ids
+
+
+PROBES = (
+    "What is the capital of France?",
+    "  two  spaces, a\ttab, a line\nbreak and\n\ntwo",
+    "Unicode: Ä ö ü é ß — “quotes” ½ ﬁ 東京",
+    "numbers 12345 and 3.14159",
+)
+"""Texts the bundle's tokenizer must tokenize as transformers does, beside the chat prompts."""
+
+
+def _encoder(assets: TokenizerAssets):  # type: ignore[no-untyped-def]
+    if assets.kind == "hf_tokenizer_json":
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(assets.path))
+        return lambda text: tok.encode(text, add_special_tokens=False).ids
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor()
+    sp.Load(str(assets.path))
+    return lambda text: list(sp.encode(text))
+
+
+def _control_pieces(assets: TokenizerAssets) -> set[str]:
+    """SentencePiece's control and unknown pieces (<bos>, <eos>, <pad>, <unk>): never produced
+    from text by design — the runtime writes them as ids — so not compared as text."""
+    if assets.kind != "sentencepiece":
+        return set()
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor()
+    sp.Load(str(assets.path))
+    return {sp.id_to_piece(i) for i in range(sp.get_piece_size()) if sp.IsControl(i) or sp.IsUnknown(i)}
+
+
+def first_difference(assets: TokenizerAssets, reference, texts: list[str]) -> str | None:  # type: ignore[no-untyped-def]
+    """Where the bundle's tokenizer first parts from transformers' on `texts`, or None."""
+    ours = _encoder(assets)
+    control = _control_pieces(assets)
+    for text in texts:
+        if text in control:
+            continue
+        for piece in control:  # a control token written by the template (<bos>): the runtime writes its id
+            text = text.replace(piece, "")
+        a, b = reference(text), ours(text)
+        if a != b:
+            i = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+            return f"{text[:40]!r}: transformers gives id {a[i] if i < len(a) else 'end'} at token {i}, " + (
+                f"{assets.path.name} gives {b[i] if i < len(b) else 'end'}"
+            )
+    return None
+
+
+def agreeing_assets(checkpoint, assets: TokenizerAssets, special: list[str], chat: list[str]) -> TokenizerAssets:  # type: ignore[no-untyped-def]
+    """The tokenizer file to carry, checked against transformers' tokenizer of the checkpoint.
+
+    The runtime tokenizes the rendered prompt with the file the bundle carries; transformers
+    (the reference, and what users of the original run) with its own reading of the
+    checkpoint. Where they differ — a tokenizer.model that normalizes whitespace or Unicode
+    where transformers' converted tokenizer does not, tokens added to tokenizer.json only —
+    the bundle would be blamed for answers the prompt changed. So: the plugin's choice if it
+    agrees on the chat prompts, every special token and PROBES; else tokenizer.json when that
+    agrees; else one line naming the file and the first difference.
+    """
+    check_assets(assets)
+    from transformers import AutoTokenizer
+
+    try:
+        hf = AutoTokenizer.from_pretrained(checkpoint.path, trust_remote_code=False)
+        _encoder(assets)
+    except Exception:  # noqa: BLE001 - a file that cannot be read is refused by token_ids, in its words
+        return assets
+    texts = [*chat, *PROBES, *special]
+
+    def reference(text: str) -> list[int]:
+        return list(hf(text, add_special_tokens=False)["input_ids"])
+
+    problem = first_difference(assets, reference, texts)
+    if problem is None:
+        return assets
+    json_path = checkpoint.path / "tokenizer.json"
+    if assets.kind == "sentencepiece" and json_path.is_file():
+        alternative = TokenizerAssets(kind="hf_tokenizer_json", path=json_path)
+        if first_difference(alternative, reference, texts) is None:
+            return alternative
+    raise LitertError(
+        f"{assets.path.name} tokenizes differently from transformers' tokenizer of this checkpoint ({problem}); "
+        "the bundle's answers would part from the original's for that reason alone",
+        "ship the tokenizer.json transformers writes (save_pretrained) beside it, or repair the tokenizer",
+    )

@@ -147,6 +147,26 @@ class ParityReport:
     def greedy_whole(self) -> int:
         return sum(p.greedy_complete for p in self.prompts)
 
+    def failure_error(self, where: Path | str, hint: str) -> LitertError:
+        """The one line for a failed report: blames the model only when the model is to blame.
+
+        When the logits agree on the same tokens (top-1 and KL within the thresholds) and
+        only the free-running answers part, the bundle computes what the original computes:
+        what differs is the prompt the runtime renders and tokenizes."""
+        t = self.thresholds
+        if self.prompts and self.top1_margin >= t.top1 and (t.kl is None or self.kl <= t.kl):
+            return LitertError(
+                f"the bundle computes what the original computes on the same tokens, but its answers part from "
+                f"transformers' ({'; '.join(self.failures)}): the prompt as the runtime renders and tokenizes it "
+                f"differs from transformers' (chat template or tokenizer); it is kept at {where}, marked as failed",
+                "compare `litert inspect` (template, stop tokens) with the checkpoint's tokenizer_config.json",
+            )
+        return LitertError(
+            f"the bundle does not compute what the original computes ({'; '.join(self.failures)}); "
+            f"it is kept at {where}, marked as failed",
+            hint,
+        )
+
     def summary_line(self) -> str:
         verdict = "pass" if self.passed else "FAIL"
         ties = f" ({self.top1_margin * 100:.1f}% counting near-ties)" if self.top1_margin != self.top1 else ""
