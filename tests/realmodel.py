@@ -14,7 +14,7 @@ ordinary Hugging Face checkpoint of a real instruction-tuned Llama-architecture 
 transformers marks a GGUF-loaded model as quantized and refuses `save_pretrained`, and
 leaves `architectures` empty: the state dict and config are written here instead. The
 checkpoint is built once into a cache directory (`LITERT_REALMODEL_CACHE`, default
-`.bench/realmodels` in the repository) and reused.
+`~/.cache/litert-realmodels`) and reused.
 
     python tests/realmodel.py            # build (or find) it and print its path
 """
@@ -34,7 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LITERT_REALMODEL_CACHE") or ROOT / ".bench" / "realmodels")
+    """Where built checkpoints are kept: outside the clone (XDG cache), so that every clean
+    clone on this machine — CI's included — reuses them instead of de-quantizing again."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "litert-realmodels"
+    return Path(os.environ.get("LITERT_REALMODEL_CACHE") or default)
 
 
 def gguf_path() -> Path | None:

@@ -141,7 +141,10 @@ class PluginConformance:
         others = [
             (r.name, r.manifest.tiny_checkpoint)
             for r in plugins.loaded()
-            if r.name != self.plugin and r.manifest is not None and r.manifest.tiny_checkpoint is not None
+            if r.name != self.plugin
+            and r.manifest is not None
+            and r.manifest.tiny_checkpoint is not None
+            and Path(r.manifest.tiny_checkpoint).is_dir()  # a plugin shipping none (yet) has nothing to claim
         ]
         for owner, path in others:
             ckpt = load_checkpoint(path)
