@@ -399,3 +399,21 @@ def test_models_list_and_rm(converted: dict, hub: FakeHub, home: Path) -> None:
     assert QWEN not in json.loads(run_cli("models", "list", "--json", home=home).stdout)
     again = run_cli("models", "rm", QWEN, home=home)
     assert again.returncode == 1 and "no stored model named" in again.stderr
+
+
+def test_an_endpoint_that_never_answers_times_out_in_one_line(tmp_path: Path) -> None:
+    """A server that accepts connections and never replies: `pull` and `convert` give up after
+    LITERT_HUB_TIMEOUT seconds with one line, instead of waiting for ever."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes the handshakes; nobody ever answers
+        env = {"HF_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}", "HF_HOME": str(tmp_path / "hf"),
+               "HF_TOKEN": None, "HF_HUB_OFFLINE": None, "LITERT_HUB_TIMEOUT": "3"}  # fmt: skip
+        for command in ("pull", "convert"):
+            started = time.monotonic()
+            line = one_error_line(run_cli(command, "some-org/some-model", home=tmp_path / "home", env=env))
+            assert "did not answer within 3 s" in line, line
+            assert time.monotonic() - started < 120

@@ -136,15 +136,15 @@ def test_sigkill_during_verification_leaves_nothing_at_the_output(tmp_path: Path
     out.mkdir()
     argv = [LITERT, "convert", str(tiny_qwen3), *SMALLEST, "-o", str(out / "t.litertlm")]
     env = {**os.environ, "LITERT_HOME": str(home)}
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-    seen, deadline = "", time.monotonic() + 300
-    while "Writing" not in seen and time.monotonic() < deadline:  # its line ends when the writing is done
-        line = proc.stderr.readline()
-        if not line:
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+    assert proc.stderr is not None
+    seen, deadline = b"", time.monotonic() + 300
+    while b"Verifying against transformers" not in seen and time.monotonic() < deadline:
+        chunk = os.read(proc.stderr.fileno(), 256)  # the stage's line ends only when it is done
+        if not chunk:
             break
-        seen += line
-    assert "Writing" in seen, seen
-    time.sleep(1.0)  # verification under way (loading transformers and the bundle takes seconds)
+        seen += chunk
+    assert b"Verifying against transformers" in seen, seen
     proc.kill()
     proc.wait(timeout=60)
     assert not (out / "t.litertlm").exists()

@@ -591,8 +591,13 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     contents.summary["parity"] = {**report.as_json(), "bundle": None, "checkpoint": None}
                     size = write_bundle(staged, contents, workdir)
             with progress.stage(f"Storing as {name!r}"):
-                os.replace(staged, output)
+                # the entry first: a store that cannot be written leaves -o as it was
                 store_result(name, output, source, ckpt, options, plan, size, key, report)
+                try:
+                    os.replace(staged, output)
+                except OSError:
+                    store.forget(output)
+                    raise
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
             # the staged file, and what the runtime cached for it under its name while verifying

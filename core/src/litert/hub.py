@@ -65,10 +65,25 @@ def wanted(files: list[str], allow_pickle: bool) -> list[str]:
     return chosen
 
 
+def hub_timeout() -> float:
+    """Seconds a Hub request may wait for an answer (LITERT_HUB_TIMEOUT, default 60): the
+    Hub client passes `timeout=None`, waiting for ever, unless told; downloads themselves use
+    huggingface_hub's own HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT (10 s between bytes)."""
+    try:
+        return max(1.0, float(os.environ.get("LITERT_HUB_TIMEOUT", "60")))
+    except ValueError:
+        return 60.0
+
+
 def _hub_error(exc: Exception, repo_id: str, revision: str | None) -> LitertError:
     from huggingface_hub import errors
 
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if any("Timeout" in type(e).__name__ for e in (exc, exc.__cause__, exc.__context__) if e is not None):
+        return LitertError(
+            f"{endpoint} did not answer within {hub_timeout():.0f} s (for {repo_id})",
+            "check the network or HF_ENDPOINT; LITERT_HUB_TIMEOUT=SECONDS waits longer; HF_HUB_OFFLINE=1: the cache",
+        )
     if isinstance(exc, errors.GatedRepoError):
         status = getattr(getattr(exc, "response", None), "status_code", None)
         refused = status == 403
@@ -122,7 +137,7 @@ def download(repo_id: str, revision: str | None = None, allow_pickle: bool = Fal
                 snapshot_download(repo_id, revision=revision, local_files_only=True, allow_patterns=list(NEEDED))
             )
             return Download(path=path, commit=path.name)
-        info = HfApi().model_info(repo_id, revision=revision)
+        info = HfApi().model_info(repo_id, revision=revision, timeout=hub_timeout())
         files = [s.rfilename for s in info.siblings or []]
         chosen = wanted(files, allow_pickle)
         if not any(f.endswith(".safetensors") for f in chosen):
@@ -152,7 +167,7 @@ def bundle_files(repo_id: str, revision: str | None = None) -> tuple[list[str], 
     from huggingface_hub import HfApi
 
     try:
-        info = HfApi().model_info(repo_id, revision=revision)
+        info = HfApi().model_info(repo_id, revision=revision, timeout=hub_timeout())
     except LitertError:
         raise
     except Exception as exc:

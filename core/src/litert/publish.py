@@ -53,8 +53,10 @@ def source_licence(entry: dict[str, Any]) -> Licence:
         from huggingface_hub import HfApi
         from huggingface_hub.errors import HfHubHTTPError
 
+        from litert.hub import hub_timeout
+
         try:
-            info = HfApi().model_info(source, revision=entry.get("revision") or None)
+            info = HfApi().model_info(source, revision=entry.get("revision") or None, timeout=hub_timeout())
         except (HfHubHTTPError, OSError, ValueError):
             return Licence(None, origin=f"unknown (the card of {source} could not be read)")
         card = info.card_data.to_dict() if info.card_data is not None else None
