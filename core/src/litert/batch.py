@@ -481,3 +481,52 @@ def table(results: list[JobResult]) -> Iterator[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         yield "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+
+
+def prepare(spec: Path, output: Path | None) -> tuple[list[Job], Path]:
+    """The jobs of `spec` (into `output`, else the store) and this batch's log directory;
+    a spec, an output or a store that cannot be used is refused before any job starts."""
+    from litert import store
+
+    if output is not None:
+        output = output.expanduser().resolve()
+        store.ensure_dir(output)
+    planned = load_spec(spec, output)
+    planned = [job if job.output else dataclasses.replace(job, output=store.home() / "models") for job in planned]
+    store.load_index()
+    store.check_writable()
+    return planned, store.ensure_dir(store.home() / "logs" / time.strftime("batch-%Y%m%d-%H%M%S"))
+
+
+@dataclasses.dataclass
+class Outcome:
+    """A finished batch: every job's result and the wall time."""
+
+    results: list[JobResult]
+    wall: float
+
+    @property
+    def ok(self) -> list[JobResult]:
+        return [r for r in self.results if r.ok]
+
+    def as_json(self) -> dict[str, Any]:
+        """What `litert batch --json` prints."""
+        return {
+            "wall_seconds": round(self.wall, 1),
+            "passed": len(self.ok) == len(self.results),
+            "jobs": [r.as_json() for r in self.results],
+        }
+
+
+def run(
+    planned: list[Job],
+    log_dir: Path,
+    report: Callable[[str, Job, JobResult | None], None],
+    jobs: int | None = None,
+    ray: str | None = None,
+) -> Outcome:
+    """Run the jobs on Ray (`ray`: an address or "local") or in the local pool (at most
+    `jobs` at once); `report` hears of each start and result. BatchInterrupted on Ctrl-C."""
+    started = time.monotonic()
+    results = run_ray(planned, ray, log_dir, report) if ray else run_local(planned, jobs, log_dir, report)
+    return Outcome(results, time.monotonic() - started)

@@ -379,24 +379,14 @@ def batch(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
     """Convert many models from one spec; jobs already in the store are answered from it (a batch resumes)."""
-    import dataclasses
     import signal
-    import time
 
     from litert import batch as batching
-    from litert import store
     from litert.console import Interrupted, _private_stderr, human_size, human_time
 
     if jobs is not None and jobs < 1:
         raise LitertError(f"--jobs must be at least 1, got {jobs}", "e.g. --jobs 2")
-    if output is not None:
-        output = output.expanduser().resolve()
-        store.ensure_dir(output)
-    planned = batching.load_spec(spec, output)
-    planned = [job if job.output else dataclasses.replace(job, output=store.home() / "models") for job in planned]
-    store.load_index()  # a store that cannot be used is refused before any job starts
-    store.check_writable()
-    log_dir = store.ensure_dir(store.home() / "logs" / time.strftime("batch-%Y%m%d-%H%M%S"))
+    planned, log_dir = batching.prepare(spec, output)
     err = _private_stderr()
     total, finished = len(planned), 0
     where = f"on Ray ({ray})" if ray else "locally"
@@ -415,21 +405,15 @@ def batch(
         )
         print(f"[{finished}/{total}] {job.name}: {detail}", file=err, flush=True)
 
-    started = time.monotonic()
     try:
-        if ray:
-            results = batching.run_ray(planned, ray, log_dir, report)
-        else:
-            results = batching.run_local(planned, jobs, log_dir, report)
+        outcome = batching.run(planned, log_dir, report, jobs=jobs, ray=ray)
     except batching.BatchInterrupted as stop:
         for line in batching.table(stop.results):
             print(line, file=err)
         raise Interrupted(signal.SIGINT) from None
-    wall = time.monotonic() - started
-    ok = [r for r in results if r.ok]
+    results, wall, ok = outcome.results, outcome.wall, outcome.ok
     if as_json:
-        print(json.dumps({"wall_seconds": round(wall, 1), "passed": len(ok) == len(results),
-                          "jobs": [r.as_json() for r in results]}, indent=2))  # fmt: skip
+        print(json.dumps(outcome.as_json(), indent=2))
     else:
         for line in batching.table(results):
             print(line)
