@@ -237,4 +237,12 @@ def test_base_environment_is_unaffected(tmp_path: Path) -> None:
         [sys.executable, "-m", "litert", "plugins", "list", "--json"],
         capture_output=True, text=True, env={**os.environ, "LITERT_HOME": str(tmp_path)},
     )  # fmt: skip
-    assert {r["name"] for r in json.loads(result.stdout)} == {"gemma3", "llama", "phi3", "qwen2", "qwen3"}
+    assert {r["name"] for r in json.loads(result.stdout)} == {
+        "gemma3",
+        "gemma4",
+        "lfm2",
+        "llama",
+        "phi3",
+        "qwen2",
+        "qwen3",
+    }

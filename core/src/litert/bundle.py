@@ -36,6 +36,9 @@ class BundleContents:
     settings: ExportSettings
     chat_template: str | None
     summary: dict[str, Any]
+    other_models: tuple[tuple[Path, str], ...] = ()
+    """Models beside prefill/decode (path, LiteRT-LM section type, e.g. "tf_lite_embedder"),
+    from a transformers-native export."""
 
 
 @contextlib.contextmanager
@@ -80,6 +83,8 @@ def llm_metadata(contents: BundleContents) -> Any:
         "qwen2p5": "qwen2p5",
         "gemma3": "gemma3",
         "gemma3n": "gemma3n",
+        "gemma4": "gemma4",
+        "lfm2": "lfm2",
     }
     field = model_types.get(p.runtime_model_type)
     if field is None:
@@ -117,6 +122,8 @@ def write_bundle(path: Path, contents: BundleContents, workdir: Path) -> int:
         # The builder wants a *.json name; a checkpoint's tokenizer.json always has one.
         builder.add_hf_tokenizer(str(contents.tokenizer.path))
     builder.add_tflite_model(str(contents.tflite), builder_lib.TfLiteModelType.PREFILL_DECODE)
+    for model, kind in contents.other_models:
+        builder.add_tflite_model(str(model), builder_lib.TfLiteModelType(kind))
     with atomic_output(path) as tmp, reproducible_system_metadata(contents, meta_path):
         with open(tmp, "wb") as f:
             builder.build(f)
@@ -142,7 +149,7 @@ def reproducible_system_metadata(contents: BundleContents, meta_path: Path) -> I
     from litert_lm_builder import litertlm_builder
 
     digest = hashlib.sha256()
-    for part in (contents.tflite, contents.tokenizer.path, meta_path):
+    for part in (contents.tflite, *(p for p, _ in contents.other_models), contents.tokenizer.path, meta_path):
         with open(part, "rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
     digest.update(json.dumps(contents.summary, sort_keys=True).encode())
@@ -196,10 +203,21 @@ class BundleInfo:
     def section(self, data_type: str) -> Section | None:
         return next((s for s in self.sections if s.data_type == data_type), None)
 
+    def models(self) -> dict[str, Section]:
+        """The .tflite sections by LiteRT-LM model type ("tf_lite_prefill_decode", "tf_lite_embedder", ...)."""
+        found: dict[str, Section] = {}
+        for sec in self.sections:
+            if sec.data_type == "TFLiteModel":
+                found.setdefault(sec.items.get("model_type", "tf_lite_prefill_decode"), sec)
+        return found
+
     def read_section(self, data_type: str) -> bytes:
         sec = self.section(data_type)
         if sec is None:
             raise LitertError(f"{self.path} has no {data_type} section", "reconvert the model")
+        return self.read(sec)
+
+    def read(self, sec: Section) -> bytes:
         with open(self.path, "rb") as f:
             f.seek(sec.begin)
             return f.read(sec.end - sec.begin)

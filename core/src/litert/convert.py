@@ -23,7 +23,15 @@ from litert import hf, store, streaming, templates, tokenizer, weights
 from litert.console import Progress, Steps, captured_native_output, check_interrupted
 from litert.errors import LitertError
 from litert.plugins import PluginSet, get_plugins
-from litert.types import Checkpoint, Claim, ExportSettings, PromptFormat, SamplerDefaults, TokenizerAssets
+from litert.types import (
+    Checkpoint,
+    Claim,
+    ExportSettings,
+    NativeExport,
+    PromptFormat,
+    SamplerDefaults,
+    TokenizerAssets,
+)
 
 
 @dataclasses.dataclass
@@ -499,14 +507,19 @@ def output_for(source: str, ckpt: Checkpoint, options: ConvertOptions) -> tuple[
     return name, output
 
 
-def export_step(plugins: PluginSet, plan: ConversionPlan, workdir: Path, progress: Progress) -> Path:
+def export_step(
+    plugins: PluginSet, plan: ConversionPlan, workdir: Path, progress: Progress
+) -> tuple[Path, tuple[tuple[Path, str], ...]]:
     """Steps 3 and 4: build the model through the plugin, lower it to a float .tflite
-    (streamed weights, on two processes where it pays), quantize; the .tflite's path."""
+    (streamed weights, on two processes where it pays), quantize; the prefill/decode
+    .tflite, and the other models (path, section type) a transformers-native export made."""
     from litert.lowering import Rebuild, export_processes, lower, planned_steps, quantize
 
     s = plan.settings
     with failing_as("building the model", workdir), progress.stage("Building the model"), streaming.streaming():
         module = plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=s)
+    if isinstance(module, NativeExport):
+        return native_export_step(module, plan, workdir, progress)
     title = f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures ({s.quantize})"
     with failing_as("exporting and quantizing", workdir), progress.stage(title, open_line=True):
         streamed = getattr(module, streaming.ATTRIBUTE, None) is not None
@@ -525,7 +538,25 @@ def export_step(plugins: PluginSet, plan: ConversionPlan, workdir: Path, progres
             gc.collect()
             if s.quantize != "none":
                 step(f"quantizing ({s.quantize})")
-            return quantize(lowered, workdir)
+            return quantize(lowered, workdir), ()
+
+
+def native_export_step(
+    native: NativeExport, plan: ConversionPlan, workdir: Path, progress: Progress
+) -> tuple[Path, tuple[tuple[Path, str], ...]]:
+    """Steps 3 and 4 for a family built by litert-torch's transformers-native exporter."""
+    from litert.native import export_native, exporter_recipe
+
+    s = plan.settings
+    with failing_as("planning the export", workdir):
+        exporter_recipe(s.quantize)
+    title = f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures, transformers-native ({s.quantize})"
+    with failing_as("exporting and quantizing", workdir), progress.stage(title, open_line=True):
+        with Steps(2, progress.stream) as step:
+            models = export_native(
+                native, plan.claim.checkpoint.path, s.prefill_lengths, s.kv_cache_max_len, s.quantize, workdir, step
+            )
+    return models.main, models.others
 
 
 def convert(source: str, options: ConvertOptions, progress: Progress | None = None) -> ConversionResult:
@@ -563,9 +594,10 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         staged = output.with_name(f".{output.stem}.{os.getpid()}.staged.litertlm")
         try:
             with captured_native_output(workdir / "convert.log", enabled=not options.verbose):
-                tflite = export_step(plugins, plan, workdir, progress)
+                tflite, other_models = export_step(plugins, plan, workdir, progress)
                 contents = BundleContents(
                     tflite=tflite,
+                    other_models=other_models,
                     tokenizer=plan.tokenizer,
                     prompt=plan.prompt,
                     stop_token_ids=plan.stop_token_ids,

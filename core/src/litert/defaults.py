@@ -4,6 +4,7 @@ Registered with the plugins as one more plugin, each hook `trylast`, so an answe
 claiming plugin always wins and these only fill the gaps (datasette's default plugins).
 The default claim (`resolve_checkpoint`) is the manifest's and is made in
 `litert.plugins.PluginSet.claim`, since it needs the manifest of each plugin asked.
+`build_model` answers the manifest's `native` export, else builds its `model` class.
 """
 
 from __future__ import annotations
@@ -45,12 +46,19 @@ class Defaults:
 
     @hookimpl(trylast=True)
     def check_settings(self, claim: Claim, settings: ExportSettings) -> None:
+        if getattr(self.manifest_of(claim.plugin), "native", None) is not None:
+            from litert.native import exporter_recipe
+
+            exporter_recipe(settings.quantize)  # refused at planning, not after the export
         model = self._model(claim)
         if model is not None:
             model(claim.checkpoint, settings).check()
 
     @hookimpl(trylast=True)
     def build_model(self, claim: Claim, settings: ExportSettings) -> Any:
+        native = getattr(self.manifest_of(claim.plugin), "native", None)
+        if native is not None:
+            return native
         model = self._model(claim)
         return model(claim.checkpoint, settings).build() if model is not None else None
 

@@ -130,9 +130,21 @@ def train_tiny(
         **(config or {}),
     }
     model_class = getattr(transformers, architecture)
-    names = (architecture.replace("ForCausalLM", "TextConfig"), architecture.replace("ForCausalLM", "Config"))
-    config_class = next(getattr(transformers, n) for n in names if hasattr(transformers, n))  # Gemma3: the text one
-    model = model_class(config_class(**fields))
+    config_class = model_class.config_class
+    if "text_config" in getattr(config_class, "sub_configs", {}):
+        # A multimodal architecture (Gemma4ForConditionalGeneration): the fields are its
+        # text model's; its other towers come from config's `vision_config`, ... (None: none).
+        towers = {k: fields.pop(k) for k in config_class.sub_configs if k in fields}
+        fields["pad_token_id"] = tokenizer.convert_tokens_to_ids(fmt.pad_token)  # it masks the image tokens
+        text_class = config_class.sub_configs["text_config"]
+        if hasattr(text_class(), "vocab_size_per_layer_input"):
+            fields.setdefault("vocab_size_per_layer_input", fields["vocab_size"])
+        config = config_class(text_config=fields, **towers)
+    else:
+        if hasattr(config_class(), "vocab_size_per_layer_input"):
+            fields.setdefault("vocab_size_per_layer_input", fields["vocab_size"])
+        config = config_class(**fields)
+    model = model_class(config)
     seqs = []
     for q, a in qa:
         messages = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]

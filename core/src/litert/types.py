@@ -175,7 +175,7 @@ class PromptFormat:
     """The model's own Jinja chat template (as in tokenizer_config.json). The core adapts it
     to the LiteRT-LM runtime's renderer before storing it."""
     runtime_model_type: str = "generic"
-    """The LiteRT-LM model type: "generic", "qwen3", "qwen2p5", "gemma3" or "gemma3n"."""
+    """The LiteRT-LM model type: "generic", "qwen3", "qwen2p5", "gemma3", "gemma3n", "gemma4" or "lfm2"."""
     reasoning_tags: tuple[str, str] | None = None
     """Tags around the model's reasoning, e.g. ("<think>", "</think>"); `litert run` hides
     an empty reasoning block."""
@@ -212,6 +212,45 @@ class SamplerDefaults:
             raise LitertError(f"max tokens must be >= 1, got {self.max_tokens}", "pass e.g. --max-tokens 256")
 
 
+NATIVE_RECIPES: dict[str, str] = {
+    "none": "none",
+    "dynamic_int8": "dynamic_wi8_afp32",
+    "weight_only_int8": "weight_only_wi8_afp32",
+    "dynamic_int4_block32": "dynamic_wi4b32_afp32",
+}
+"""litert's recipe names → ai-edge-quantizer's, for transformers-native exports (the
+exporter has no fp16 and no 128-block int4 recipe)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NativeExport:
+    """Build with litert-torch's transformers-native exporter instead of a classic model.
+
+    For families the classic generative layers cannot express (Gemma 4's per-layer
+    embeddings and shared KV, LFM2's short convolutions): the exporter traces
+    transformers' own modules, patched by litert-torch for export. Return one from
+    `build_model`, or name one in the manifest (`PluginManifest(native=...)`); the core
+    runs the exporter with the recipe and lengths always explicit, applies the shims the
+    pinned litert-torch/transformers pair needs, and writes, verifies and stores the
+    bundle as it does any other. Example::
+
+        LITERT_PLUGIN = PluginManifest(families=("lfm2",), architectures=("Lfm2ForCausalLM",),
+                                       api_version=2, native=NativeExport())
+
+    The LiteRT-LM model type comes from `prompt_format` (`PromptFormat.runtime_model_type`)
+    as for every family.
+    """
+
+    externalize_embedder: bool = False
+    """Export the token embedder (and Gemma 4's per-layer embedder) as models of their own
+    beside prefill/decode; Gemma 4 with per-layer embeddings needs it."""
+    moe_implementation: str | None = None
+    """The experts implementation traced ("eager" for Gemma 4's text models, whose
+    default the exporter refuses)."""
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Any other keyword of `litert_torch.generative.export_hf.export`, passed as is."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PluginManifest:
     """What a plugin module declares about itself as `LITERT_PLUGIN = PluginManifest(...)`.
@@ -234,6 +273,9 @@ class PluginManifest:
     """"module:Class" of the family's `litert.classic.ClassicDecoder` subclass, e.g.
     "litert_qwen2.model:Qwen2": the default `build_model` builds it and the default
     `check_settings` runs its `check()`. Imported only when needed."""
+    native: NativeExport | None = None
+    """Build every checkpoint of the family with the transformers-native exporter (see
+    `NativeExport`); the default `build_model` returns it."""
     tiny_checkpoint: Path | None = None
     """A tiny checkpoint directory shipped with the plugin; `litert demo` converts and runs it."""
     demo_prompt: str = "What is the capital of France?"

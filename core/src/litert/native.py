@@ -1,0 +1,122 @@
+"""The second way to build: litert-torch's transformers-native exporter (`export_hf`).
+
+For families the classic generative layers cannot express (Gemma 4's per-layer embeddings
+and shared KV, LFM2's short convolutions), a plugin answers `build_model` with a
+`NativeExport`. The exporter then traces transformers' own modules (patched by
+litert-torch for export) with the recipe and the lengths always explicit, and writes its
+own `.litertlm`; from that file only the models are taken (prefill/decode, and the
+embedders when externalized): the bundle around them — metadata, tokenizer, chat
+template, summary, parity — is written by `litert.bundle` as for every other family.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from litert.errors import LitertError
+from litert.types import NATIVE_RECIPES, NativeExport
+
+MODEL_SECTION = "tf_lite_prefill_decode"
+
+
+@dataclasses.dataclass(frozen=True)
+class NativeModels:
+    """The models an export produced: prefill/decode, and the others by LiteRT-LM model type."""
+
+    main: Path
+    others: tuple[tuple[Path, str], ...] = ()
+    """(path, section model type), e.g. (embedder.tflite, "tf_lite_embedder")."""
+
+
+def exporter_recipe(quantize: str) -> str:
+    """The exporter's name for litert's recipe, or a refusal naming the ones it has."""
+    recipe = NATIVE_RECIPES.get(quantize)
+    if recipe is None:
+        raise LitertError(
+            f"--quantize {quantize} is not available for this family: it is built by litert-torch's "
+            "transformers-native exporter, which has no such recipe",
+            f"use one of: {', '.join(NATIVE_RECIPES)}",
+        )
+    return recipe
+
+
+@contextlib.contextmanager
+def version_shims() -> Iterator[None]:
+    """Where the pinned litert-torch and transformers disagree, make them agree for one export.
+
+    LFM2: transformers 5 renamed the decoder layer's `past_key_values` argument to `cache`;
+    litert-torch's patched layer still reads `past_key_values`, gets None and fails in its
+    short convolution. The patched layer is given the cache under its old name.
+    """
+    from litert_torch.generative.export_hf.model_ext.lfm2 import patch as lfm2_patch
+
+    layer = lfm2_patch.PatchedLfm2DecoderLayer
+    original = layer.forward
+
+    def forward(self, hidden_states, *args, cache=None, past_key_values=None, **kwargs):
+        return original(
+            self, hidden_states, *args, past_key_values=cache if past_key_values is None else past_key_values, **kwargs
+        )
+
+    layer.forward = forward
+    try:
+        yield
+    finally:
+        layer.forward = original
+
+
+def export_native(
+    native: NativeExport,
+    checkpoint: Path,
+    prefill_lengths: tuple[int, ...],
+    kv_cache_max_len: int,
+    quantize: str,
+    workdir: Path,
+    step: Callable[[str], None],
+) -> NativeModels:
+    """Run the exporter on `checkpoint` into `workdir`; the models it made."""
+    from litert_torch.generative.export_hf import export as export_hf
+
+    from litert.bundle import read_bundle
+
+    recipe = exporter_recipe(quantize)
+    out = workdir / "native"
+    options = dict(native.options)
+    if native.externalize_embedder:
+        options["externalize_embedder"] = True
+    if native.moe_implementation:
+        options["moe_exports_implementation"] = native.moe_implementation
+    step(f"tracing transformers' modules and lowering ({recipe})")
+    with version_shims():
+        export_hf.export(
+            str(checkpoint),
+            str(out),
+            quantization_recipe=recipe,
+            prefill_lengths=list(prefill_lengths),
+            cache_length=kv_cache_max_len,
+            trust_remote_code=False,
+            bundle_litert_lm=True,
+            **options,
+        )
+    produced = out / "model.litertlm"
+    if not produced.is_file():
+        raise LitertError("the transformers-native exporter wrote no bundle", "run again with --verbose")
+    step("taking the models from the exporter's bundle")
+    info = read_bundle(produced)
+    data = produced.read_bytes()
+    main, others = None, []
+    for i, section in enumerate(s for s in info.sections if s.data_type == "TFLiteModel"):
+        kind = section.items.get("model_type", MODEL_SECTION)
+        path = workdir / f"native-{i}-{kind}.tflite"
+        path.write_bytes(data[section.begin : section.end])
+        if kind == MODEL_SECTION and main is None:
+            main = path
+        else:
+            others.append((path, kind))
+    produced.unlink()
+    if main is None:
+        raise LitertError("the transformers-native exporter wrote no prefill/decode model", "run again with --verbose")
+    return NativeModels(main=main, others=tuple(others))

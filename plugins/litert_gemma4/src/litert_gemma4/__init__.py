@@ -1,0 +1,65 @@
+"""litert-gemma4: the Gemma 4 family plugin for litert (plugin API 2).
+
+Gemma 4's per-layer embeddings, KV shared across layers and per-layer-type head sizes are
+beyond litert's classic layers: the family is built by litert-torch's transformers-native
+exporter (`NativeExport`). Gemma4ForConditionalGeneration (E2B, E4B) is converted
+text-only: its vision and audio towers stay behind, and its token and per-layer embedders
+become models of their own in the bundle, as LiteRT-LM runs them. Gemma4ForCausalLM (the
+dense text models) is traced with the eager experts implementation the exporter needs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litert import (
+    Claim,
+    ExportSettings,
+    LitertError,
+    NativeExport,
+    PluginManifest,
+    PromptFormat,
+    SamplerDefaults,
+    hf,
+    hookimpl,
+    prompts,
+)
+
+__version__ = "0.1.0"
+
+TINY_CHECKPOINT = Path(__file__).parent / "tiny" / "Gemma4-tiny"
+
+LITERT_PLUGIN = PluginManifest(
+    families=("gemma4",),
+    architectures=("Gemma4ForConditionalGeneration", "Gemma4ForCausalLM"),
+    api_version=2,
+    tiny_checkpoint=TINY_CHECKPOINT,
+    sampler=SamplerDefaults(temperature=1.0, top_p=0.95, top_k=64),  # Gemma's recommended sampling
+    native=NativeExport(moe_implementation="eager"),  # build_model below tailors it per checkpoint
+)
+
+
+def _per_layer_embeddings(claim: Claim) -> bool:
+    return bool(hf.text_config(claim.checkpoint.config).get("hidden_size_per_layer_input"))
+
+
+@hookimpl
+def check_settings(claim: Claim, settings: ExportSettings) -> None:
+    if "Gemma4ForCausalLM" in claim.checkpoint.architectures and _per_layer_embeddings(claim):
+        raise LitertError(
+            "a Gemma4ForCausalLM with per-layer embeddings cannot be exported: litert-torch exports "
+            "the per-layer embedder only from Gemma4ForConditionalGeneration",
+            "convert the Gemma4ForConditionalGeneration checkpoint it was taken from (E2B, E4B)",
+        )
+
+
+@hookimpl
+def build_model(claim: Claim, settings: ExportSettings) -> NativeExport:
+    # With per-layer embeddings, the token and per-layer embedders are models of their own
+    # (as the runtime runs E2B/E4B); the exporter traces Gemma 4's experts only eagerly.
+    return NativeExport(externalize_embedder=_per_layer_embeddings(claim), moe_implementation="eager")
+
+
+@hookimpl
+def prompt_format(claim: Claim) -> PromptFormat:
+    return prompts.from_checkpoint(claim.checkpoint, runtime_model_type="gemma4")

@@ -1,0 +1,10 @@
+"""litert-lfm2 passes the litert plugin kit."""
+
+import litert_lfm2
+from litert.testing import PluginConformance
+
+
+class TestLfm2Conformance(PluginConformance):
+    plugin = "lfm2"
+    checkpoint = litert_lfm2.TINY_CHECKPOINT
+    expected_answer = "The capital of France is Paris."

@@ -1,0 +1,148 @@
+"""Families built by litert-torch's transformers-native exporter (LFM2, Gemma 4), and Qwen3.5's refusal.
+
+The checkpoints here are made by transformers from a config with weights re-drawn away
+from their initial values (not by the plugins' tiny trainers), converted with `litert
+convert --quantize none` through the real exporter, verified against transformers and run
+in the real LiteRT-LM runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_bad_input import _assert_clean_failure
+
+from conftest import run_cli
+from litert.bundle import read_bundle
+
+
+def _made_by_transformers(architecture: str, config: dict, tokenizer_from: Path, dest: Path) -> Path:
+    """A checkpoint of `architecture` built by transformers from `config`, every weight moved off its init."""
+    import torch
+    import transformers
+
+    torch.manual_seed(1)
+    model_class = getattr(transformers, architecture)
+    model = model_class(model_class.config_class(**config)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.save_pretrained(dest)
+    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        shutil.copy(tokenizer_from / name, dest / name)
+    return dest
+
+
+def _vocab(tokenizer_from: Path) -> int:
+    return (
+        json.loads((tokenizer_from / "config.json").read_text()).get("vocab_size")
+        or json.loads((tokenizer_from / "config.json").read_text())["text_config"]["vocab_size"]
+    )
+
+
+def _converts_exactly(path: Path, tmp_path: Path, family: str, model_type: str) -> Path:
+    out = tmp_path / "out.litertlm"
+    result = run_cli("convert", path, "--quantize", "none", "-o", out, "--json", home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    done = json.loads(result.stdout)
+    assert done["family"] == family if "family" in done else True
+    parity = done["parity"]
+    assert parity["passed"], parity
+    assert parity["max_abs_logit_diff"] < 1e-3, parity  # float end to end: the same computation
+    info = read_bundle(out)
+    assert info.llm.llm_model_type.WhichOneof("model_type") == model_type
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_lfm2() -> Path:
+    import litert_lfm2
+
+    return litert_lfm2.TINY_CHECKPOINT
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma4() -> Path:
+    import litert_gemma4
+
+    return litert_gemma4.TINY_CHECKPOINT
+
+
+def test_lfm2_by_other_hands_converts_exactly(tmp_path: Path, tiny_lfm2: Path) -> None:
+    # Convolution first and last, attention between, 2 KV heads of 4, untied head.
+    config = {
+        "vocab_size": _vocab(tiny_lfm2), "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 4,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "layer_types": ["conv", "full_attention", "conv",
+        "full_attention"], "block_auto_adjust_ff_dim": False, "tie_word_embeddings": False,
+        "max_position_embeddings": 1024, "bos_token_id": None, "pad_token_id": None, "eos_token_id": 322,
+    }  # fmt: skip
+    path = _made_by_transformers("Lfm2ForCausalLM", config, tiny_lfm2, tmp_path / "lfm2")
+    out = tmp_path / "out.litertlm"
+    home = tmp_path / "home"
+    result = run_cli("convert", path, "--quantize", "none", "--no-verify", "-o", out, home=home)
+    assert result.returncode == 0, result.stderr
+    info = read_bundle(out)
+    assert info.llm.llm_model_type.WhichOneof("model_type") == "lfm2"
+    from ai_edge_litert.interpreter import Interpreter
+
+    decode = Interpreter(model_content=info.read(info.models()["tf_lite_prefill_decode"])).get_signature_runner(
+        "decode"
+    )
+    assert {"kv_cache_c_0", "kv_cache_c_2"} <= set(decode.get_input_details())  # convolution states beside the KV
+    verified = run_cli("verify", path, out, "--json", "--tokens", "16", home=home)
+    report = json.loads(verified.stdout)
+    # The bundle's graph is transformers' computation, token for token (teacher-forced, float).
+    assert report["top1"] == 1.0 and report["max_abs_logit_diff"] < 1e-3, report
+    if not report["passed"]:
+        # Measured: LiteRT-LM 0.18.1 runs this untrained checkpoint's free-running answer apart
+        # from transformers' after a few tokens, while the same .tflite driven token by token
+        # agrees exactly; the trained tiny LFM2 agrees whole (the kit). Open in issue 24.
+        pytest.xfail("LiteRT-LM's lfm2 runtime parts from transformers on this checkpoint: " + str(report["failures"]))
+
+
+def test_dense_gemma4_by_other_hands_converts_exactly(tmp_path: Path, tiny_gemma4: Path) -> None:
+    # Gemma4ForCausalLM without per-layer embeddings: sliding and full layers with their own
+    # head sizes, proportional partial RoPE on the full ones, soft-capped logits.
+    config = {
+        "vocab_size": _vocab(tiny_gemma4), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "sliding_window": 16,
+        "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"],
+        "per_layer_config": {"01": {"head_dim": 32}, "03": {"head_dim": 32}}, "hidden_size_per_layer_input": 0,
+        "final_logit_softcapping": 30.0, "max_position_embeddings": 1024, "bos_token_id": None,
+        "pad_token_id": None, "eos_token_id": 322,
+    }  # fmt: skip
+    path = _made_by_transformers("Gemma4ForCausalLM", config, tiny_gemma4, tmp_path / "gemma4")
+    _converts_exactly(path, tmp_path, "gemma4", "gemma4")
+
+
+def test_gemma4_causal_lm_with_per_layer_embeddings_is_refused_at_planning(tmp_path: Path, tiny_gemma4: Path) -> None:
+    dest = tmp_path / "g"
+    shutil.copytree(tiny_gemma4, dest)
+    config = json.loads((dest / "config.json").read_text())
+    text = config["text_config"]
+    text.update(architectures=["Gemma4ForCausalLM"])
+    (dest / "config.json").write_text(json.dumps(text))
+    result = run_cli("convert", dest, "-o", tmp_path / "x.litertlm", home=tmp_path / "home")
+    _assert_clean_failure(result, tmp_path, "per-layer embeddings", "Gemma4ForConditionalGeneration")
+
+
+def test_a_recipe_the_exporter_lacks_is_refused_at_planning(tmp_path: Path, tiny_lfm2: Path) -> None:
+    result = run_cli("convert", tiny_lfm2, "--quantize", "fp16", "-o", tmp_path / "x.litertlm", home=tmp_path / "h")
+    _assert_clean_failure(result, tmp_path, "--quantize fp16", "dynamic_int8")
+    assert "Exporting" not in result.stderr
+
+
+def test_qwen3_5_is_refused_at_planning_with_the_reason(tmp_path: Path, tiny_qwen3: Path) -> None:
+    config = {
+        "vocab_size": _vocab(tiny_qwen3), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 1024,
+        "layer_types": ["linear_attention", "linear_attention", "linear_attention", "full_attention"],
+        "linear_num_key_heads": 2, "linear_num_value_heads": 4, "linear_key_head_dim": 16,
+        "linear_value_head_dim": 16, "pad_token_id": None, "bos_token_id": None,
+    }  # fmt: skip
+    path = _made_by_transformers("Qwen3_5ForCausalLM", config, tiny_qwen3, tmp_path / "q35")
+    result = run_cli("convert", path, "-o", tmp_path / "x.litertlm", home=tmp_path / "home", timeout=120)
+    _assert_clean_failure(result, tmp_path, "Qwen3.5 is not converted", "gated_delta_update")
