@@ -105,6 +105,18 @@ def _int_weights(w: World, stack: contextlib.ExitStack) -> None:
     save_file(state, str(w.ckpt / "model.safetensors"), metadata={"format": "pt"})
 
 
+def _nan_weights(w: World, stack: contextlib.ExitStack) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(w.ckpt / "model.safetensors"))
+    state["model.layers.1.mlp.down_proj.weight"][3, 5] = float("nan")
+    save_file(state, str(w.ckpt / "model.safetensors"), metadata={"format": "pt"})
+
+
+def _read_only_output(w: World, stack: contextlib.ExitStack) -> None:
+    stack.enter_context(tmpfs(w.root / "ro-out", "1m", read_only=True))
+
+
 def _truncated_bundle(w: World, stack: contextlib.ExitStack) -> None:
     data = w.bundle.read_bytes()
     (w.out / "cut.litertlm").write_bytes(data[: len(data) // 3])
@@ -136,6 +148,30 @@ CASES = [
         setup=_bad_template,
     ),
     Case("int32 weights", lambda w: ["convert", str(w.ckpt), *SMALLEST], r"not floating point", setup=_int_weights),
+    Case(
+        "a NaN among the weights",
+        lambda w: ["convert", str(w.ckpt), *SMALLEST],
+        r"model\.safetensors: tensor model\.layers\.1\.mlp\.down_proj\.weight holds NaN or infinite values",
+        setup=_nan_weights,
+    ),
+    Case(
+        "output into a read-only directory",
+        lambda w: ["convert", str(w.ckpt), *SMALLEST, "-o", str(w.root / "ro-out" / "new.litertlm")],
+        r"cannot write the bundle into .*ro-out: Read-only file system",
+        setup=_read_only_output,
+    ),
+    Case(
+        "push while offline",
+        lambda w: ["push", "keep", "someone/keep-litert"],
+        r"pushing to someone/keep-litert failed: .*offline mode",
+        setup=lambda w, s: w.env.update(HF_TOKEN="hf_test"),
+    ),
+    Case(
+        "push to an endpoint that refuses connections",
+        lambda w: ["push", "keep", "someone/keep-litert"],
+        r"pushing to someone/keep-litert failed: .*Connection refused",
+        setup=lambda w, s: w.env.update(HF_TOKEN="hf_test", HF_HUB_OFFLINE=""),
+    ),
     Case(
         "output onto the stored bundle",
         lambda w: ["convert", str(w.ckpt), *SMALLEST, "-o", str(w.bundle)],

@@ -236,7 +236,8 @@ VERSIONED = (
 
 
 def _sha256(path: Path) -> str:
-    """The file's sha256, read once per version of the file: remembered in LITERT_HOME by path,
+    """The file's sha256 (a safetensors file's weights checked finite on the way), read once per
+    version of the file: remembered in LITERT_HOME by path,
     inode, size and modification time (hashing a 16 GB checkpoint takes half a minute, and the
     conversion cache asks for every input's hash before it can answer)."""
     import hashlib
@@ -253,6 +254,8 @@ def _sha256(path: Path) -> str:
         memo = {}
     if isinstance(memo.get(key), str):
         return memo[key]
+    if path.suffix == ".safetensors":
+        weights.check_finite(path)  # once per file version too: a remembered hash is of finite weights
     with open(path, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     if st.st_size >= 1 << 20:  # worth remembering; small files are hashed in no time
@@ -504,7 +507,22 @@ def output_for(source: str, ckpt: Checkpoint, options: ConvertOptions) -> tuple[
         raise LitertError(f"output {output} does not end in .litertlm", "pass -o NAME.litertlm")
     if output.is_dir():
         raise LitertError(f"output {output} is a directory", "pass -o PATH/NAME.litertlm")
+    check_writable_dir(output.parent)
     return name, output
+
+
+def check_writable_dir(directory: Path) -> None:
+    """The bundle's directory can take a file, found out now rather than after minutes of export
+    (a read-only mount, a full disk, a file where a directory should be)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".litert-probe-"):
+            pass
+    except OSError as exc:
+        raise LitertError(
+            f"cannot write the bundle into {directory}: {exc.strerror or exc}",
+            "pass -o with a directory you can write to",
+        ) from exc
 
 
 def export_step(

@@ -51,13 +51,12 @@ def source_licence(entry: dict[str, Any]) -> Licence:
     source = str(entry.get("source") or "")
     if is_hub_id(source):
         from huggingface_hub import HfApi
-        from huggingface_hub.errors import HfHubHTTPError
 
         from litert.hub import hub_timeout
 
         try:
             info = HfApi().model_info(source, revision=entry.get("revision") or None, timeout=hub_timeout())
-        except (HfHubHTTPError, OSError, ValueError):
+        except Exception:  # noqa: BLE001 - HTTP, transport (httpx2) or offline: the licence is then unknown
             return Licence(None, origin=f"unknown (the card of {source} could not be read)")
         card = info.card_data.to_dict() if info.card_data is not None else None
         return _licence(card, f"the card of {source}") or Licence(None, origin=f"unknown ({source} declares none)")
@@ -230,6 +229,7 @@ def push(name: str, repo_id: str, private: bool, licence_override: str | None = 
             ) from exc
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise LitertError(f"pushing to {repo_id} failed: {first}", f"check {endpoint} and the repository") from exc
-    except OSError as exc:
-        raise LitertError(f"pushing to {repo_id} failed: {exc}", f"check the network and {endpoint}") from exc
+    except Exception as exc:  # the client's transport errors (httpx2's) share no base with OSError
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LitertError(f"pushing to {repo_id} failed: {first}", f"check the network and {endpoint}") from exc
     return Pushed(repo_id=repo_id, url=f"{endpoint}/{repo_id}", commit=info.oid, file=file, licence=licence)
