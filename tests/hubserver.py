@@ -23,6 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+LFS_SUFFIXES = (".safetensors", ".litertlm")
+"""Files served as git-LFS objects (named by their sha256 in the client's cache), as the Hub
+stores weights and bundles."""
+
 
 @dataclasses.dataclass
 class Repo:
@@ -217,7 +221,7 @@ class FakeHub:
         entries = []
         for name, data in sorted(repo.commits[sha].items()):
             entry = {"type": "file", "oid": hashlib.sha1(data).hexdigest(), "size": len(data), "path": name}
-            if name.endswith(".safetensors"):
+            if name.endswith(LFS_SUFFIXES):
                 entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
             entries.append(entry)
         self._send(req, 200, json.dumps(entries).encode(), {"Content-Type": "application/json"})
@@ -231,14 +235,14 @@ class FakeHub:
         if data is None:
             self._error(req, 404, "EntryNotFound", f"{name} does not exist at {revision}")
             return
-        etag = hashlib.sha256(data).hexdigest() if name.endswith(".safetensors") else hashlib.sha1(data).hexdigest()
+        etag = hashlib.sha256(data).hexdigest() if name.endswith(LFS_SUFFIXES) else hashlib.sha1(data).hexdigest()
         headers = {
             "X-Repo-Commit": sha,
             "ETag": f'"{etag}"',
             "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
         }
-        if name.endswith(".safetensors"):
+        if name.endswith(LFS_SUFFIXES):
             headers["X-Linked-Etag"] = f'"{etag}"'
             headers["X-Linked-Size"] = str(len(data))
         status, body = 200, data

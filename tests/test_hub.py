@@ -311,6 +311,27 @@ def test_a_cached_bundle_repository_runs_offline(bundle_repos: FakeHub, tmp_path
     assert "offline, and no bundle of litert-community/two-bundles is in the Hugging Face cache" in line
 
 
+def test_a_damaged_cached_bundle_is_refused_offline_and_fetched_again_online(
+    bundle_repos: FakeHub, tmp_path: Path
+) -> None:
+    """The Hugging Face cache trusts its blobs; a bundle whose cached bytes no longer match
+    their sha256 (a disk error, an editor) is never stored as if it were whole."""
+    env = hub_env(bundle_repos, tmp_path / "hf")
+    assert run_cli("pull", BUNDLE_REPO, home=tmp_path / "first", env=env).returncode == 0
+    (blob,) = [p for p in (tmp_path / "hf").rglob("blobs/*") if len(p.name) == 64]
+    with open(blob, "r+b") as f:  # same size, other bytes
+        f.seek(blob.stat().st_size // 2)
+        f.write(b"\xff" * 64)
+    home = tmp_path / "home"
+    line = one_error_line(run_cli("pull", BUNDLE_REPO, home=home, env={**env, "HF_HUB_OFFLINE": "1"}))
+    assert "the cached Qwen3-tiny.litertlm of litert-community/Qwen3-tiny is damaged" in line
+    assert not (home / "models.json").is_file() or BUNDLE_REPO not in (home / "models.json").read_text()
+    pulled = run_cli("pull", BUNDLE_REPO, home=home, env=env)  # online: fetched again
+    assert pulled.returncode == 0, pulled.stderr
+    run = run_cli("run", BUNDLE_REPO, "-p", PARIS_PROMPT, "--temperature", "0", home=home, env=env)
+    assert run.returncode == 0 and run.stdout.strip() == "The capital of France is Paris.", run.stderr
+
+
 WRITER = "hf_test_token_that_may_write"  # a token of the loopback server only
 PUSHED = "someone/Qwen3-tiny-litert"
 

@@ -14,6 +14,7 @@ import errno
 import fnmatch
 import os
 import posixpath
+import re
 from pathlib import Path
 
 from litert.errors import LitertError
@@ -188,6 +189,20 @@ def cached_bundles(repo_id: str, revision: str | None = None) -> list[str]:
     return sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*.litertlm"))
 
 
+def blob_intact(path: Path) -> bool:
+    """Whether a file of the Hugging Face cache still holds the bytes it was stored as.
+
+    The cache keeps a large (LFS) file as `blobs/<sha256 of its bytes>` and a snapshot symlink
+    to it, and trusts whatever the blob holds. Checked offline too: the name is the sha256."""
+    import hashlib
+
+    blob = path.resolve()
+    if not re.fullmatch(r"[0-9a-f]{64}", blob.name):
+        return True  # a small (git) file, named by its git hash: nothing to check it against
+    with open(blob, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest() == blob.name
+
+
 def pull(
     repo_id: str, revision: str | None = None, file: str | None = None, listing: list[str] | None = None
 ) -> Download:
@@ -216,6 +231,11 @@ def pull(
             if file not in cached:
                 raise LitertError(f"{repo_id} has no cached bundle {file!r}; cached: {', '.join(cached)}", "pass one")
             path = Path(hf_hub_download(repo_id, file, revision=revision, local_files_only=True))
+            if not blob_intact(path):
+                raise LitertError(
+                    f"the cached {file} of {repo_id} is damaged (its bytes do not match its sha256)",
+                    "pull it again online (unset HF_HUB_OFFLINE): the damaged copy is then replaced",
+                )
             return Download(path=path, commit=path.parent.name, bundles=tuple(cached))
         if listing is None:
             bundles, files = bundle_files(repo_id, revision)
@@ -237,6 +257,13 @@ def pull(
         elif file not in bundles:
             raise LitertError(f"{repo_id} has no bundle {file!r}; it has {', '.join(bundles)}", "pass one of them")
         path = Path(hf_hub_download(repo_id, file, revision=revision))
+        if not blob_intact(path):  # a damaged cached copy (the cache trusts its files): fetched again, once
+            path = Path(hf_hub_download(repo_id, file, revision=revision, force_download=True))
+            if not blob_intact(path):
+                raise LitertError(
+                    f"{file} of {repo_id} arrives damaged: its bytes do not match the sha256 the Hub lists",
+                    "try again later; if it persists, the repository's file is broken",
+                )
         return Download(path=path, commit=path.parent.name, bundles=tuple(bundles))
     except LitertError:
         raise
