@@ -319,3 +319,41 @@ def test_api_key_and_access_log(qwen3_bundle: Path, session_home: Path) -> None:
     assert any(f"POST /v1/chat/completions {qwen3_bundle.stem} 200 prompt 15 completion" in line and "tok/s" in line
                for line in lines), err  # fmt: skip
     assert any("GET /v1/models - 401" in line for line in lines), err
+
+
+def _bundle_with_template(bundle: Path, template: str, dest: Path) -> Path:
+    """`bundle` with another chat template, repacked by the official litert-lm-builder."""
+    import sys
+
+    from google.protobuf import text_format
+    from litert_lm_builder.runtime.proto import llm_metadata_pb2
+
+    builder = str(Path(sys.executable).with_name("litert-lm-builder"))
+    unpacked = dest.with_suffix(".unpacked")
+    subprocess.run([builder, "unpack", "--input", str(bundle), "--output", str(unpacked)], check=True)
+    meta_file = unpacked / "LlmMetadataProto.pbtext"
+    meta = text_format.Parse(meta_file.read_text(), llm_metadata_pb2.LlmMetadata())
+    meta.jinja_prompt_template = template
+    meta_file.write_text(text_format.MessageToString(meta))
+    subprocess.run([builder, "toml", "--path", str(unpacked / "model.toml"), "output", "--path", str(dest)], check=True)
+    return dest
+
+
+def test_a_chat_template_rendering_without_limit_is_refused(qwen3_bundle: Path, tmp_path: Path) -> None:
+    # A hostile (or broken) bundle: every message rendered a hundred million times. The
+    # runtime's renderer has no limit (`litert run` grew to 14 GB); here it is one line, or a 400.
+    template = "{% for m in messages %}{{ m.content * 100000000 }}{% endfor %}"
+    hostile = _bundle_with_template(qwen3_bundle, template, tmp_path / "hostile.litertlm")
+    home = tmp_path / "home"
+    run = run_cli("run", hostile, "-p", "Hi", home=home)
+    assert run.returncode == 1 and "renders this conversation to more than" in run.stderr, run.stderr
+    assert len([line for line in run.stderr.splitlines() if line.strip()]) == 1
+    srv = Server(hostile, home=home)
+    try:
+        with pytest.raises(openai.BadRequestError) as refused:
+            srv.client.chat.completions.create(model="hostile", messages=[{"role": "user", "content": "Hi"}])
+        assert refused.value.body["code"] == "chat_template_limit"
+        assert "renders this conversation" in refused.value.body["message"]
+    finally:
+        code, _, err = srv.stop()
+    assert code == 0, err

@@ -116,6 +116,79 @@ class _TooLong(Exception):
     pass
 
 
+class _TooBig(Exception):
+    pass
+
+
+def _environment(output_limit: int) -> Any:
+    """Jinja's immutable sandbox, where one `*` cannot build a string or list beyond the limit."""
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class Limited(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            sized, count = (left, right) if isinstance(right, int) else (right, left)
+            if operator == "*" and isinstance(sized, (str, list, tuple)) and isinstance(count, int):
+                if len(sized) * count > output_limit:
+                    raise _TooBig()
+            if operator == "**" and isinstance(right, int) and right > 4096:
+                raise _TooBig()
+            return super().call_binop(context, operator, left, right)
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = Limited(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: "26 Nov 2026"
+    env.filters["tojson"] = lambda value, **kw: json.dumps(value, ensure_ascii=False, **kw)
+    return env
+
+
+def _render_limited(template: str, messages: list[dict[str, Any]], output_limit: int, **context: Any) -> str:
+    """Render, stopping at TEMPLATE_STEP_LIMIT lines run or `output_limit` characters written
+    (counted as the output is produced, so a runaway template never holds it all)."""
+    env = _environment(output_limit)
+    compiled = env.from_string(template)
+    limit = _StepLimit(TEMPLATE_STEP_LIMIT)
+    old = sys.gettrace()
+    sys.settrace(limit)
+    try:
+        parts, size = [], 0
+        for part in compiled.generate(messages=messages, add_generation_prompt=True, **context):
+            size += len(part)
+            if size > output_limit:
+                raise _TooBig()
+            parts.append(part)
+        return "".join(parts)
+    finally:
+        sys.settrace(old)
+
+
+def check_prompt_render(template: str, messages: list[dict[str, Any]], output_limit: int) -> None:
+    """Before the runtime renders a conversation with a bundle's template: refuse, in one line,
+    a template that runs for ever or writes more than `output_limit` characters (a hostile or
+    broken bundle would otherwise grow `litert run` / `litert serve` by gigabytes). Other
+    rendering errors are the runtime's to report: its engine is not Jinja."""
+    try:
+        _render_limited(template, messages, output_limit)
+    except _TooLong:
+        raise LitertError(
+            f"the bundle's chat template did not finish rendering this conversation within "
+            f"{TEMPLATE_STEP_LIMIT:,} steps (it loops)",
+            "use another bundle, or convert the model again from a checkpoint with a working template",
+        ) from None
+    except _TooBig:
+        raise LitertError(
+            f"the bundle's chat template renders this conversation to more than {output_limit:,} characters",
+            "use another bundle, or convert the model again from a checkpoint with a working template",
+        ) from None
+    except Exception:  # noqa: BLE001 - not a limit: the runtime renders (and reports) on its own
+        return
+
+
 def render_template(template: str, messages: list[dict[str, Any]], **context: Any) -> str:
     """Render a chat template as transformers does, in Jinja's immutable sandbox, with limits.
 
@@ -125,24 +198,14 @@ def render_template(template: str, messages: list[dict[str, Any]], **context: An
     """
     import jinja2
     from jinja2.exceptions import SecurityError, TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    def raise_exception(message: str) -> None:
-        raise TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: "26 Nov 2026"
-    env.filters["tojson"] = lambda value, **kw: json.dumps(value, ensure_ascii=False, **kw)
-    limit = _StepLimit(TEMPLATE_STEP_LIMIT)
     try:
-        compiled = env.from_string(template)
-        old = sys.gettrace()
-        sys.settrace(limit)
-        try:
-            out = compiled.render(messages=messages, add_generation_prompt=True, **context)
-        finally:
-            sys.settrace(old)
+        out = _render_limited(template, messages, TEMPLATE_OUTPUT_LIMIT, **context)
+    except _TooBig:
+        raise LitertError(
+            f"the chat template writes more than {TEMPLATE_OUTPUT_LIMIT:,} characters for a one-question conversation",
+            "fix the template in tokenizer_config.json or chat_template.jinja",
+        ) from None
     except _TooLong:
         raise LitertError(
             f"the chat template did not finish rendering a one-question conversation within "
@@ -164,11 +227,6 @@ def render_template(template: str, messages: list[dict[str, Any]], **context: An
             f"the chat template fails to render a simple conversation: {type(exc).__name__}: {exc}",
             "fix the template in tokenizer_config.json or chat_template.jinja",
         ) from exc
-    if len(out) > TEMPLATE_OUTPUT_LIMIT:
-        raise LitertError(
-            f"the chat template writes {len(out):,} characters for a one-question conversation",
-            "fix the template in tokenizer_config.json or chat_template.jinja",
-        )
     return out
 
 

@@ -169,6 +169,7 @@ class Chat:
         if self.raw:
             yield from self._send_raw(text)
             return
+        check_render(self.bundle, self.options.system, [*self.history, {"role": "user", "content": text}])
         kept, dropped = list(self.history), 0
         while True:
             try:
@@ -280,6 +281,21 @@ def continue_raw(engine: Any, sampler_config: Any, text: str, cap: int | None) -
                 break
     finally:
         session.close()
+
+
+def check_render(bundle: BundleInfo, system: str | None, turns: list[dict[str, str]]) -> None:
+    """Refuse, in one line, a conversation the bundle's chat template would render without
+    end or into more than a prompt could ever be (see `preflight.check_prompt_render`):
+    the runtime's own renderer has no such limit."""
+    from litert.preflight import TEMPLATE_OUTPUT_LIMIT, check_prompt_render
+
+    template = bundle.llm.jinja_prompt_template
+    if not template:
+        return
+    messages = ([{"role": "system", "content": system}] if system else []) + turns
+    text = sum(len(m["content"]) for m in messages)
+    # Generous: a rendered prompt must fit the context (tokens of a few characters each).
+    check_prompt_render(template, messages, max(TEMPLATE_OUTPUT_LIMIT, 4 * text + 64 * int(bundle.llm.max_num_tokens)))
 
 
 def has_chat_template(bundle: BundleInfo) -> bool:

@@ -34,6 +34,7 @@ from litert.runtime import (
     HIDDEN_REASONING_TOKENS,
     ReasoningFilter,
     RunOptions,
+    check_render,
     continue_raw,
     effective_sampler,
     has_chat_template,
@@ -402,6 +403,10 @@ def generate(model: Model, req: ChatRequest, cancel: threading.Event) -> Iterato
             code="unsupported_model",
             param="model",
         )
+    try:
+        check_render(model.bundle, req.system, [*req.history, {"role": "user", "content": req.message}])
+    except LitertError as exc:
+        raise ServeError(400, exc.message, code="chat_template_limit", param="messages") from exc
     sampler = _sampler(model, req)
     tags = model.bundle.summary.get("reasoning_tags")
     hidden = (tags[0], tags[1]) if tags else None
