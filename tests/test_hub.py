@@ -123,20 +123,24 @@ def test_run_hub_id_after_convert(converted: dict, hub: FakeHub, hf_home: Path, 
     assert hub.count() == 0  # the stored bundle is used; nothing is asked of the Hub
 
 
-def test_second_convert_reuses_the_cache(converted: dict, hub: FakeHub, hf_home: Path, tmp_path: Path) -> None:
+def test_second_convert_reuses_the_cache(converted: dict, hub: FakeHub, hf_home: Path, home: Path) -> None:
+    # The same store: read from the Hugging Face cache (nothing downloaded again), then
+    # answered by the store (the same source, commit and settings), so no export runs.
     hub.reset_counts()
-    result = run_cli("convert", QWEN, *SMALLEST, "--no-verify", home=tmp_path / "home", env=hub_env(hub, hf_home))
+    result = run_cli("convert", QWEN, *SMALLEST, "--no-verify", home=home, env=hub_env(hub, hf_home))
     assert result.returncode == 0, result.stderr
     assert hub.count("GET", "/resolve/") == 0, hub.requests  # no file downloaded again
+    assert "Building the model" not in result.stderr
 
 
-def test_offline_converts_from_cache(converted: dict, hub: FakeHub, hf_home: Path, tmp_path: Path) -> None:
+def test_offline_converts_from_cache(converted: dict, hub: FakeHub, hf_home: Path, home: Path) -> None:
     hub.reset_counts()
     env = hub_env(hub, hf_home, HF_HUB_OFFLINE="1")
-    result = run_cli("convert", QWEN, *SMALLEST, "--no-verify", home=tmp_path / "home", env=env)
+    result = run_cli("convert", QWEN, *SMALLEST, "--no-verify", home=home, env=env)
     assert result.returncode == 0, result.stderr
     assert hub.count() == 0
-    entry = json.loads((tmp_path / "home" / "models.json").read_text())["models"][QWEN]
+    assert f"commit {hub.repos[QWEN].refs['main']}" in result.stderr  # the branch resolved offline
+    entry = json.loads((home / "models.json").read_text())["models"][QWEN]
     assert entry["revision"] == hub.repos[QWEN].refs["main"]
 
 
