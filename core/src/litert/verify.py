@@ -286,12 +286,13 @@ def _reference_greedy(model: Any, ids: list[int], tokens: int) -> tuple[list[int
 
     with torch.no_grad():
         out = model(torch.tensor([ids]), use_cache=True)
-        cache, logits = out.cache, [out.logits[0, -1].float()]
+        # Copies, not views: a view would keep the prompt's whole logits tensor alive.
+        cache, logits = out.cache, [out.logits[0, -1].float().clone()]
         generated = [int(logits[-1].argmax())]
         for _ in range(tokens - 1):
             out = model(torch.tensor([[generated[-1]]]), cache=cache, use_cache=True)
             cache = out.cache
-            logits.append(out.logits[0, -1].float())
+            logits.append(out.logits[0, -1].float().clone())
             generated.append(int(logits[-1].argmax()))
     return generated, torch.stack(logits)
 
@@ -324,6 +325,8 @@ def _runtime_answer(engine: Any, messages: list[dict[str, str]] | str, tokens: i
 
 def verify(checkpoint_dir: Path, bundle_path: Path, tokens: int = 32, quick: bool = False) -> ParityReport:
     """Measure `bundle_path` against the transformers model in `checkpoint_dir`."""
+    import gc
+
     import numpy as np
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -350,71 +353,88 @@ def verify(checkpoint_dir: Path, bundle_path: Path, tokens: int = 32, quick: boo
     thresholds = THRESHOLDS[quantize]
     try:
         tokenizer = AutoTokenizer.from_pretrained(ckpt.path, trust_remote_code=False)
+    except Exception as exc:
+        raise LitertError(f"transformers cannot load {checkpoint_dir}: {exc}", "pass the original checkpoint") from exc
+    stop_ids = set(info.stop_token_ids)
+    prompts = prompt_set(tokenizer, dict(ckpt.config), settings, tokens, quick, info.start_token_ids)
+
+    # Three stages, one model in memory at a time (the float reference, the .tflite in the
+    # interpreter, the runtime's engine): the peak is the largest of them, not their sum.
+    # 1. The reference: greedy tokens and the logits that chose them, then freed.
+    try:
         model = AutoModelForCausalLM.from_pretrained(
             ckpt.path, dtype=torch.float32, trust_remote_code=False, attn_implementation="eager"
         ).eval()
     except Exception as exc:
         raise LitertError(f"transformers cannot load {checkpoint_dir}: {exc}", "pass the original checkpoint") from exc
-    stop_ids = set(info.stop_token_ids)
+    references = [_reference_greedy(model, ids, tokens) for _, _, ids in prompts]
+    del model
+    gc.collect()
 
+    # 2. Teacher-forced through the bundle's .tflite, on the reference's own continuation.
+    bundle_model = BundleModel(bundle_path)
+    forced = []
+    for (_, _, ids), (ref_tokens, _) in zip(prompts, references, strict=True):
+        bundle_model.reset()
+        bundle_model.prefill(ids[:-1])
+        forced.append(np.stack([bundle_model.step(t) for t in [ids[-1], *ref_tokens[:-1]]]))
+    del bundle_model
+    gc.collect()
+
+    # 3. Free-running through the runtime, as the user will run it.
     import litert_lm
 
     litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
-    bundle_model = BundleModel(bundle_path)
     engine = open_engine(bundle_path, int(info.llm.max_num_tokens))
-    reports = []
     try:
-        for name, messages, ids in prompt_set(
-            tokenizer, dict(ckpt.config), settings, tokens, quick, info.start_token_ids
-        ):
-            ref_tokens, ref_logits = _reference_greedy(model, ids, tokens)
-            # Teacher-forced through the bundle's .tflite, on the reference's own continuation.
-            bundle_model.reset()
-            bundle_model.prefill(ids[:-1])
-            ours = np.stack([bundle_model.step(t) for t in [ids[-1], *ref_tokens[:-1]]])
-            ours_t = torch.from_numpy(ours)
-            ref_logp = torch.log_softmax(ref_logits, -1)
-            our_logp = torch.log_softmax(ours_t, -1)
-            kl = (ref_logp.exp() * (ref_logp - our_logp)).sum(-1)
-            agree = (ours_t.argmax(-1) == ref_logits.argmax(-1)).float()
-            # A near-tie: the reference itself rates the bundle's choice within the margin of its own.
-            gap = ref_logp.max(-1).values - ref_logp.gather(-1, ours_t.argmax(-1, keepdim=True)).squeeze(-1)
-            agree_margin = torch.maximum(agree, (gap <= thresholds.margin).float())
-            # Free-running through the runtime, compared token by token with transformers.
-            cut = next((i for i, t in enumerate(ref_tokens) if t in stop_ids), len(ref_tokens))
-            reference = ref_tokens[:cut]
-            answer = _runtime_answer(engine, messages, tokens)
-            reference_ids = tokenizer(tokenizer.decode(reference, skip_special_tokens=False), add_special_tokens=False)[
-                "input_ids"
-            ]
-            runtime_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-            same = 0
-            for a, b in zip(reference_ids, runtime_ids, strict=False):
-                if a != b:
-                    break
-                same += 1
-            near_tie = False
-            if same < min(len(runtime_ids), len(reference_ids)) and reference_ids[: same + 1] == reference[: same + 1]:
-                # token-exact up to the parting: was the reference itself nearly undecided there?
-                step = ref_logp[same]
-                near_tie = bool(step.max() - step[runtime_ids[same]] <= thresholds.margin)
-            reports.append(
-                PromptReport(
-                    name=name,
-                    prompt_tokens=len(ids),
-                    positions=len(ref_tokens),
-                    top1=float(agree.mean()),
-                    kl_mean=float(kl.clamp_min(0).mean()),
-                    max_abs_logit_diff=float((ours_t - ref_logits).abs().max()),
-                    greedy_identical=same,
-                    greedy_reference=len(reference_ids),
-                    greedy_complete=runtime_ids == reference_ids,
-                    top1_margin=float(agree_margin.mean()),
-                    parted_at_near_tie=near_tie,
-                )
-            )
+        answers = [_runtime_answer(engine, messages, tokens) for _, messages, _ in prompts]
     finally:
         engine.close()
+
+    reports = []
+    for (name, _, ids), (ref_tokens, ref_logits), ours, answer in zip(
+        prompts, references, forced, answers, strict=True
+    ):
+        ours_t = torch.from_numpy(ours)
+        ref_logp = torch.log_softmax(ref_logits, -1)
+        our_logp = torch.log_softmax(ours_t, -1)
+        kl = (ref_logp.exp() * (ref_logp - our_logp)).sum(-1)
+        agree = (ours_t.argmax(-1) == ref_logits.argmax(-1)).float()
+        # A near-tie: the reference itself rates the bundle's choice within the margin of its own.
+        gap = ref_logp.max(-1).values - ref_logp.gather(-1, ours_t.argmax(-1, keepdim=True)).squeeze(-1)
+        agree_margin = torch.maximum(agree, (gap <= thresholds.margin).float())
+        # The runtime's answer compared token by token with transformers'.
+        cut = next((i for i, t in enumerate(ref_tokens) if t in stop_ids), len(ref_tokens))
+        reference = ref_tokens[:cut]
+        reference_ids = tokenizer(tokenizer.decode(reference, skip_special_tokens=False), add_special_tokens=False)[
+            "input_ids"
+        ]
+        runtime_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        same = 0
+        for a, b in zip(reference_ids, runtime_ids, strict=False):
+            if a != b:
+                break
+            same += 1
+        near_tie = False
+        if same < min(len(runtime_ids), len(reference_ids)) and reference_ids[: same + 1] == reference[: same + 1]:
+            # token-exact up to the parting: was the reference itself nearly undecided there?
+            step = ref_logp[same]
+            near_tie = bool(step.max() - step[runtime_ids[same]] <= thresholds.margin)
+        reports.append(
+            PromptReport(
+                name=name,
+                prompt_tokens=len(ids),
+                positions=len(ref_tokens),
+                top1=float(agree.mean()),
+                kl_mean=float(kl.clamp_min(0).mean()),
+                max_abs_logit_diff=float((ours_t - ref_logits).abs().max()),
+                greedy_identical=same,
+                greedy_reference=len(reference_ids),
+                greedy_complete=runtime_ids == reference_ids,
+                top1_margin=float(agree_margin.mean()),
+                parted_at_near_tie=near_tie,
+            )
+        )
     report = ParityReport(
         bundle=str(bundle_path),
         checkpoint=str(checkpoint_dir),
