@@ -221,7 +221,7 @@ def estimate_bytes(job: Job) -> int | None:
     if not path.is_dir():
         return None
     try:
-        return estimate_peak_bytes(load_checkpoint(path))
+        return estimate_peak_bytes(load_checkpoint(path), job.verify)
     except LitertError:
         return None  # the job itself will say what is wrong with the checkpoint
 

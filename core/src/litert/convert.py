@@ -477,7 +477,7 @@ def plan_step(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOptions, pro
 
     with progress.stage("Planning"):
         plan = plan_conversion(plugins, ckpt, options)
-        needed, available = check_memory(ckpt)
+        needed, available = check_memory(ckpt, options.verify)
     rec = plugins.record(plan.plugin)
     s = plan.settings
     progress.say(

@@ -34,6 +34,13 @@ Measured peaks: Qwen3-8B 12.1 and 12.6 GB in two runs (estimate 13.5); Qwen3-0.6
 the two export processes (estimate 4.4)."""
 
 
+VERIFY_BASE_BYTES = 1.5 * GB
+VERIFY_BYTES_PER_PARAM = 4.2
+"""Verification holds one model at a time (litert.verify): the largest is transformers'
+float32 reference, 4 bytes per parameter, beside the libraries. Not yet measured on a
+full-size model since verification became staged (issue 29)."""
+
+
 def parameter_count(checkpoint: Checkpoint) -> int:
     total = 0
     for path in safetensors_files(checkpoint):
@@ -77,16 +84,19 @@ def model_parameters(checkpoint: Checkpoint) -> int:
     return max(parameter_count(checkpoint), config_parameter_count(checkpoint.config))
 
 
-def estimate_peak_bytes(checkpoint: Checkpoint) -> int:
+def estimate_peak_bytes(checkpoint: Checkpoint, verify: bool = True) -> int:
+    """The conversion's peak: the export's, or verification's when it is larger."""
     from litert import streaming
 
     params = model_parameters(checkpoint)
+    verifying = VERIFY_BASE_BYTES + VERIFY_BYTES_PER_PARAM * params if verify else 0
     if not streaming.enabled():
-        return int(BASE_BYTES + BYTES_PER_PARAM * params)
+        return int(max(BASE_BYTES + BYTES_PER_PARAM * params, verifying))
     from litert.lowering import PARALLEL_FROM, usable_cores
 
     processes = 2 if params >= PARALLEL_FROM and usable_cores() >= 2 else 1
-    return int(max(processes * BASE_BYTES, QUANTIZE_BASE_BYTES + QUANTIZE_BYTES_PER_PARAM * params))
+    export = max(processes * BASE_BYTES, QUANTIZE_BASE_BYTES + QUANTIZE_BYTES_PER_PARAM * params)
+    return int(max(export, verifying))
 
 
 def _parse_size(text: str) -> int:
@@ -112,9 +122,9 @@ def available_bytes() -> int | None:
     return None
 
 
-def check_memory(checkpoint: Checkpoint) -> tuple[int, int | None]:
+def check_memory(checkpoint: Checkpoint, verify: bool = True) -> tuple[int, int | None]:
     """Raise LitertError when the conversion would not fit; return (needed, available)."""
-    needed = estimate_peak_bytes(checkpoint)
+    needed = estimate_peak_bytes(checkpoint, verify)
     available = available_bytes()
     if available is not None and needed > available:
         limit = os.environ.get("LITERT_MEMORY_LIMIT")
