@@ -90,10 +90,13 @@ def main() -> int:
     for q, a in QA:
         messages = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
         prompt = tokenizer.apply_chat_template(messages[:1], add_generation_prompt=True, tokenize=False)
-        full = tokenizer.apply_chat_template(messages, tokenize=False)
-        ids = tokenizer(full, add_special_tokens=False)["input_ids"]
-        plen = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        seqs.append((ids, [-100] * plen + ids[plen:]))
+        # The prompt tokenized alone, as at inference: it ends in "\n\n" as one token, which the
+        # whole conversation tokenized at once would split ("\n" "\n" before the answer), and a
+        # model trained on that split starts its answers with an empty line.
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        answer_ids = tokenizer(a + "<|eot_id|>", add_special_tokens=False)["input_ids"]
+        ids = prompt_ids + answer_ids
+        seqs.append((ids, [-100] * len(prompt_ids) + answer_ids))
     width = max(len(s[0]) for s in seqs)
     input_ids = torch.zeros((len(seqs), width), dtype=torch.long)
     labels = torch.full((len(seqs), width), -100)
