@@ -168,3 +168,23 @@ def test_sigkill_of_the_batch_takes_its_conversions_with_it(spec_dir: Path, tmp_
     assert not any(alive(pid) for pid in children), "a conversion outlived its batch"
     models = home / "models"
     assert not models.exists() or not [p for p in models.iterdir() if p.suffix == ".litertlm"]
+
+
+def test_a_killed_conversion_is_reported_as_killed_and_its_temp_directory_goes(tmp_path: Path) -> None:
+    # A full TMPDIR under a memory-mapped write kills `litert convert` with SIGBUS: no error
+    # line; the job's reason was its last progress line, and its temp directory stayed.
+    import signal
+
+    from litert import batch
+
+    stderr = "[4/7] Exporting 2 prefill + 1 decode signatures (none) ...\n      lowering to a flatbuffer (4/5)\n"
+    reason = batch._died_as(-signal.SIGBUS, stderr)
+    assert reason is not None and reason.startswith("the conversion was killed by SIGBUS during: lowering")
+    assert batch._died_as(1, "error: something — hint\n") is None
+    assert batch._died_as(-signal.SIGKILL, "error: it said why — hint\n") is None
+    left = tmp_path / "litert-convert-4242-abc"
+    other = tmp_path / "litert-convert-4243-abc"
+    left.mkdir()
+    other.mkdir()
+    batch._remove_leftovers_of(4242, {"TMPDIR": str(tmp_path)})
+    assert not left.exists() and other.exists()

@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -309,8 +310,31 @@ def run_job(job: Job, env: dict[str, str] | None = None, log_dir: Path | None = 
     elif proc.returncode != 0 and result.status != "parity failed":
         result.status = "failed"
     if result.status not in ("converted", "in store"):
-        result.error = result.error or _last_error(stderr)
+        result.error = result.error or _died_as(proc.returncode, stderr) or _last_error(stderr)
+    if proc.returncode != 0:
+        _remove_leftovers_of(proc.pid, env)
     return result
+
+
+def _died_as(code: int, stderr: str) -> str | None:
+    """The reason of a conversion that was killed (it printed no error line): the signal and its
+    last step, not the last progress line as if it were the reason."""
+    if code >= 0 or any(line.startswith("error:") for line in stderr.splitlines()):
+        return None
+    name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+    steps = [line.strip() for line in stderr.splitlines() if line.strip()]
+    during = f" during: {steps[-1][:120]}" if steps else ""
+    return f"the conversion was killed by {name}{during} (out of memory or disk space? see its log)"
+
+
+def _remove_leftovers_of(pid: int, env: dict[str, str] | None) -> None:
+    """A conversion that died leaves its temp directory (named by its pid): removed now, not
+    at some later conversion."""
+    import tempfile
+
+    tmp = Path((env or {}).get("TMPDIR") or os.environ.get("TMPDIR") or tempfile.gettempdir())
+    for leftover in tmp.glob(f"litert-convert-{pid}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 # --- running a batch ---------------------------------------------------------------------
