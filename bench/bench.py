@@ -12,8 +12,10 @@ and a markdown table with ratios against the baselines.
     nox -s bench -- --models qwen3-0.6b --paths litert,int4,classic   # int4 (dynamic_int4_block32) beside int8
     nox -s bench -- --models qwen3-0.6b --paths litert,loaded          # what streamed weights buy
     nox -s bench -- --models qwen3-8b --paths litert --no-runtime      # conversion only
+    nox -s bench -- --models qwen3-0.6b --paths litert,verified --no-runtime   # what verification costs
 
-Paths: `litert` (the default conversion), `int4` (litert with dynamic_int4_block32),
+Paths: `litert` (the default conversion, --no-verify), `verified` (the default command as a
+user runs it, verification included), `int4` (litert with dynamic_int4_block32),
 `loaded` (litert with LITERT_STREAM_WEIGHTS=0: the model's weights loaded whole, as before
 streaming), `classic` and `export_hf` (the baselines).
 """
@@ -279,7 +281,9 @@ def main() -> int:
                 settings = list(REFERENCE)
                 if path == "int4":  # litert with the blockwise int4 recipe instead of int8
                     settings[settings.index("dynamic_int8")] = "dynamic_int4_block32"
-                row = measure([litert, "convert", str(ckpt), *settings, "--no-verify", "--force", "-o", str(bundle)],
+                # `verified`: the command a user runs, verification included; the others --no-verify.
+                checks = [] if path == "verified" else ["--no-verify"]
+                row = measure([litert, "convert", str(ckpt), *settings, *checks, "--force", "-o", str(bundle)],
                               env)  # fmt: skip
             if bundle.is_file():
                 row["bundle_bytes"] = bundle.stat().st_size
