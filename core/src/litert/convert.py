@@ -514,10 +514,10 @@ def output_for(source: str, ckpt: Checkpoint, options: ConvertOptions) -> tuple[
 def check_writable_dir(directory: Path) -> None:
     """The bundle's directory can take a file, found out now rather than after minutes of export
     (a read-only mount, a full disk, a file where a directory should be)."""
+    from litert.disk import probe_write
+
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".litert-probe-"):
-            pass
+        probe_write(directory)
     except OSError as exc:
         raise LitertError(
             f"cannot write the bundle into {directory}: {exc.strerror or exc}",

@@ -77,3 +77,11 @@ def check_disk(params: int, quantize: str, output: Path) -> None:
                 f"and {human_size(free)} is free",
                 "free some space, or point TMPDIR (the work files) or -o (the bundle) at a larger disk",
             )
+
+
+def probe_write(directory: Path) -> None:
+    """Create `directory` if needed and a file in it, then remove the file: raises the OSError
+    a write there would meet (read-only mount, full disk, permissions, a file in the way)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".litert-probe-"):
+        pass

@@ -85,12 +85,11 @@ def link_into_store(src: Path, dest: Path) -> None:
 
 def check_writable() -> None:
     """LITERT_HOME can take the store's files: refused before any work, not after the export."""
-    import tempfile
+    from litert.disk import probe_write
 
     path = ensure_dir(home())
     try:
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".litert-write-check-"):
-            pass
+        probe_write(path)
     except OSError as exc:
         raise LitertError(
             f"cannot use LITERT_HOME {path}: {exc.strerror or exc}",

@@ -40,6 +40,7 @@ class BundleModel:
             model_content=info.read(models.pop("tf_lite_prefill_decode")), num_threads=num_threads
         )
         self.embedders = [Interpreter(model_content=info.read(sec), num_threads=num_threads) for sec in models.values()]
+        self._inputs: dict[str, set[str]] = {}
         signatures = self.interpreter.get_signature_list()
         self.prefill_lengths = sorted(
             int(m.group(1)) for name in signatures if (m := re.fullmatch(r"prefill_(\d+)", name))
@@ -70,7 +71,9 @@ class BundleModel:
 
     def _token_inputs(self, signature: str, tokens: np.ndarray) -> dict[str, np.ndarray]:
         """`tokens`, or the embeddings the bundle's embedder models make of them."""
-        names = self.interpreter.get_signature_runner(signature).get_input_details()
+        names = self._inputs.get(signature)
+        if names is None:
+            names = self._inputs[signature] = set(self.interpreter.get_signature_runner(signature).get_input_details())
         if "tokens" in names:
             return {"tokens": tokens}
         inputs = {}
