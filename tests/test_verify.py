@@ -166,20 +166,3 @@ def test_failed_bundle_is_kept_marked_failed_and_run_warns(mismatched: tuple[Pat
     run = run_cli("run", "mismatched", "-p", "Hi", "--max-tokens", "4", home=home)
     assert run.returncode == 0
     assert "warning: this bundle failed its parity check" in run.stderr
-
-
-def test_verification_in_a_process_of_its_own_reports_the_same(qwen3_bundle: Path, tiny_qwen3: Path) -> None:
-    # From 100 M parameters `litert convert` verifies in a fresh process (its peak is then its
-    # own); the report and a refusal, hint included, come back whole.
-    from litert.convert import verify_in_own_process
-    from litert.errors import LitertError
-    from litert.lowering import PARALLEL_FROM
-
-    here = verify_in_own_process(tiny_qwen3, qwen3_bundle, tokens=8, quick=True, params=0)
-    there = verify_in_own_process(tiny_qwen3, qwen3_bundle, tokens=8, quick=True, params=PARALLEL_FROM)
-    assert there.as_json() == here.as_json() and there.passed
-    import litert_gemma3
-
-    with pytest.raises(LitertError) as refused:
-        verify_in_own_process(litert_gemma3.TINY_CHECKPOINT, qwen3_bundle, tokens=8, quick=True, params=PARALLEL_FROM)
-    assert "was made from a Qwen3ForCausalLM checkpoint" in refused.value.message and refused.value.hint

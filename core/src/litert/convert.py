@@ -629,13 +629,13 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     size = write_bundle(staged, contents, workdir)
             report = None
             if options.verify:
+                from litert.verify import verify
+
                 with (
                     progress.stage("Verifying against transformers"),
                     captured_native_output(workdir / "verify.log", enabled=not options.verbose),
                 ):
-                    report = verify_in_own_process(
-                        ckpt.path, staged, tokens=16, quick=True, params=model_parameters(ckpt)
-                    )
+                    report = verify(ckpt.path, staged, tokens=16, quick=True)
                     # The parity report travels inside the bundle: written again with it (the same
                     # model bytes; deterministic, so re-conversions stay byte-identical).
                     contents.summary["parity"] = {**report.as_json(), "bundle": None, "checkpoint": None}
@@ -681,35 +681,6 @@ def store_result(
     if report is not None:
         info["parity"] = {"passed": report.passed, "summary": report.summary_line()}
     store.record(name, output, info)
-
-
-def _verifier_dies_with_its_parent() -> None:
-    """The verifying process gets SIGTERM when the conversion dies, even by SIGKILL (Linux's
-    PR_SET_PDEATHSIG): no verification outlives its conversion."""
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() == 1:
-        os._exit(143)
-
-
-def verify_in_own_process(checkpoint: Path, bundle: Path, tokens: int, quick: bool, params: int) -> Any:
-    """`litert.verify.verify` in a fresh process from 100 M parameters: its peak is then its
-    own largest stage, not that added to what the export left on this process's heap
-    (measured: 9.7 GB in one process for Qwen3-0.6B, docs/performance.md). Below, the few
-    seconds a fresh process costs (importing torch and transformers again) buy nothing.
-    Its native output goes where this process's does."""
-    import multiprocessing
-
-    from litert.lowering import PARALLEL_FROM
-    from litert.verify import verify
-
-    if params < PARALLEL_FROM:
-        return verify(checkpoint, bundle, tokens=tokens, quick=quick)
-    with multiprocessing.get_context("spawn").Pool(1, initializer=_verifier_dies_with_its_parent) as pool:
-        return pool.apply(verify, (checkpoint, bundle), {"tokens": tokens, "quick": quick})
 
 
 def verify_bundle(checkpoint: Path, bundle: Path, tokens: int = 16, quick: bool = True) -> Any:

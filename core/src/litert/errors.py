@@ -16,10 +16,6 @@ class LitertError(Exception):
         self.message = message
         self.hint = hint
 
-    def __reduce__(self) -> tuple[type, tuple[str, str | None]]:
-        # Whole across processes (verification runs in one of its own): message and hint.
-        return (LitertError, (self.message, self.hint))
-
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
 
