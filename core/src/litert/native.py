@@ -106,12 +106,11 @@ def export_native(
         raise LitertError("the transformers-native exporter wrote no bundle", "run again with --verbose")
     step("taking the models from the exporter's bundle")
     info = read_bundle(produced)
-    data = produced.read_bytes()
     main, others = None, []
     for i, section in enumerate(s for s in info.sections if s.data_type == "TFLiteModel"):
         kind = section.items.get("model_type", MODEL_SECTION)
         path = workdir / f"native-{i}-{kind}.tflite"
-        path.write_bytes(data[section.begin : section.end])
+        path.write_bytes(info.read(section))  # one section at a time, not the whole bundle
         if kind == MODEL_SECTION and main is None:
             main = path
         else:
