@@ -107,7 +107,9 @@ def build_model(claim: Claim, settings: ExportSettings) -> Any:
     :param claim: this plugin's claim from `resolve_checkpoint`.
     :param settings: the final export settings (family defaults plus user overrides).
     :return: a `torch.nn.Module` built from litert-torch's generative layers, with a
-        `config` attribute holding its `ModelConfig`.
+        `config` attribute holding its `ModelConfig`; or a `litert.NativeExport` (cheap, no
+        torch import): the core then builds the models with litert-torch's
+        transformers-native exporter. Default: the manifest's `native`, else its `model`.
     """
 
 
