@@ -566,13 +566,12 @@ def native_export_step(
     from litert.native import export_native, exporter_recipe
 
     s = plan.settings
-    with failing_as("planning the export", workdir):
-        exporter_recipe(s.quantize)
+    recipe = exporter_recipe(s.quantize)  # refused before the export's stage starts
     title = f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures, transformers-native ({s.quantize})"
     with failing_as("exporting and quantizing", workdir), progress.stage(title, open_line=True):
         with Steps(2, progress.stream) as step:
             models = export_native(
-                native, plan.claim.checkpoint.path, s.prefill_lengths, s.kv_cache_max_len, s.quantize, workdir, step
+                native, plan.claim.checkpoint.path, s.prefill_lengths, s.kv_cache_max_len, recipe, workdir, step
             )
     return models.main, models.others
 

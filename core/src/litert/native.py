@@ -73,16 +73,16 @@ def export_native(
     checkpoint: Path,
     prefill_lengths: tuple[int, ...],
     kv_cache_max_len: int,
-    quantize: str,
+    recipe: str,
     workdir: Path,
     step: Callable[[str], None],
 ) -> NativeModels:
-    """Run the exporter on `checkpoint` into `workdir`; the models it made."""
+    """Run the exporter on `checkpoint` into `workdir` with the exporter's `recipe`
+    (`exporter_recipe`); the models it made."""
     from litert_torch.generative.export_hf import export as export_hf
 
     from litert.bundle import read_bundle
 
-    recipe = exporter_recipe(quantize)
     out = workdir / "native"
     options = dict(native.options)
     if native.externalize_embedder:
