@@ -67,6 +67,22 @@ def install_signal_handlers() -> None:
         signal.signal(sig, _on_signal)
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back while native libraries load (torch, TensorFlow may install
+    handlers of their own, under which a signal ends the process without a word), then our
+    handlers installed again and a held signal delivered to them: raised as Interrupted."""
+    import signal
+
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        install_signal_handlers()
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def check_interrupted() -> None:
     """Raise Interrupted if a signal arrived that something swallowed."""
     global _PENDING

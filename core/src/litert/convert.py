@@ -20,7 +20,7 @@ from typing import Any
 import litert
 from litert import checkpoint as checkpoint_lib
 from litert import hf, store, streaming, templates, tokenizer, weights
-from litert.console import Progress, Steps, captured_native_output, check_interrupted
+from litert.console import Progress, Steps, captured_native_output, check_interrupted, signals_held
 from litert.errors import LitertError
 from litert.plugins import PluginSet, get_plugins
 from litert.types import (
@@ -535,6 +535,8 @@ def export_step(
 
     s = plan.settings
     with failing_as("building the model", workdir), progress.stage("Building the model"), streaming.streaming():
+        with signals_held():
+            import litert_torch  # noqa: F401 - the toolchain loaded with a Ctrl-C held, not lost
         module = plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=s)
     if isinstance(module, NativeExport):
         return native_export_step(module, plan, workdir, progress)
