@@ -95,6 +95,16 @@ def test_existing_output_is_not_replaced_without_force(tmp_path: Path, qwen3_bun
     assert _sha(base) != before[0]
     assert list(tmpdir.glob("litert-*")) == [] and sorted(p.name for p in out.iterdir()) == ["base.litertlm"]
 
+    # The same model converted again with other settings would drop the stored bundle without a
+    # word: refused before any work, naming both settings.
+    before = (_sha(base), (home / "models.json").read_text())
+    result = run_cli("convert", tiny_qwen3, *SMALLEST, "--quantize", "fp16", "--no-verify", "-o", base, home=home)
+    _assert_clean_failure(
+        result, tmp_path / "none", "'Qwen3-tiny' is stored already, converted with dynamic_int8", "--name"
+    )
+    assert "converting with fp16" in result.stderr
+    assert (_sha(base), (home / "models.json").read_text()) == before
+
 
 @pytest.mark.parametrize(
     ("signum", "code", "word"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]

@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import LITERT, PARIS_PROMPT, run_cli
+from conftest import HANG, LITERT, PARIS_PROMPT, run_cli
 
 PARIS = "The capital of France is Paris."
 
@@ -321,8 +321,8 @@ def test_api_key_and_access_log(qwen3_bundle: Path, session_home: Path) -> None:
     assert any("GET /v1/models - 401" in line for line in lines), err
 
 
-def _bundle_with_template(bundle: Path, template: str, dest: Path) -> Path:
-    """`bundle` with another chat template, repacked by the official litert-lm-builder."""
+def _repacked(bundle: Path, dest: Path, template: str | None = None, stop_token: int | None = None) -> Path:
+    """`bundle` with another chat template or stop token, repacked by the official litert-lm-builder."""
     import sys
 
     from google.protobuf import text_format
@@ -333,7 +333,11 @@ def _bundle_with_template(bundle: Path, template: str, dest: Path) -> Path:
     subprocess.run([builder, "unpack", "--input", str(bundle), "--output", str(unpacked)], check=True)
     meta_file = unpacked / "LlmMetadataProto.pbtext"
     meta = text_format.Parse(meta_file.read_text(), llm_metadata_pb2.LlmMetadata())
-    meta.jinja_prompt_template = template
+    if template is not None:
+        meta.jinja_prompt_template = template
+    if stop_token is not None:
+        for stop in meta.stop_tokens:
+            stop.token_ids.ids[:] = [stop_token]
     meta_file.write_text(text_format.MessageToString(meta))
     subprocess.run([builder, "toml", "--path", str(unpacked / "model.toml"), "output", "--path", str(dest)], check=True)
     return dest
@@ -343,7 +347,7 @@ def test_a_chat_template_rendering_without_limit_is_refused(qwen3_bundle: Path, 
     # A hostile (or broken) bundle: every message rendered a hundred million times. The
     # runtime's renderer has no limit (`litert run` grew to 14 GB); here it is one line, or a 400.
     template = "{% for m in messages %}{{ m.content * 100000000 }}{% endfor %}"
-    hostile = _bundle_with_template(qwen3_bundle, template, tmp_path / "hostile.litertlm")
+    hostile = _repacked(qwen3_bundle, tmp_path / "hostile.litertlm", template=template)
     home = tmp_path / "home"
     run = run_cli("run", hostile, "-p", "Hi", home=home)
     assert run.returncode == 1 and "renders this conversation to more than" in run.stderr, run.stderr
@@ -357,3 +361,69 @@ def test_a_chat_template_rendering_without_limit_is_refused(qwen3_bundle: Path, 
     finally:
         code, _, err = srv.stop()
     assert code == 0, err
+
+
+def test_a_served_bundle_changed_in_place_takes_no_model_down(qwen3_bundle: Path, tmp_path: Path) -> None:
+    # The runtime maps the bundle and reads it during requests: a file truncated under it was a
+    # SIGBUS that ended the server and every model in it. Engines now run on private copies.
+    import shutil
+
+    a, b, home = tmp_path / "a.litertlm", tmp_path / "b.litertlm", tmp_path / "home"
+    shutil.copy(qwen3_bundle, a)
+    shutil.copy(qwen3_bundle, b)
+    srv = Server(a, b, home=home)
+    try:
+        for name in ("a", "b"):
+            answer = srv.client.chat.completions.create(
+                model=name, messages=[{"role": "user", "content": PARIS_PROMPT}]
+            )
+            assert answer.choices[0].message.content == PARIS
+        assert [p for p in (home / "serving").rglob("*") if p.is_file()] == []  # the copies have no name
+        os.truncate(a, a.stat().st_size // 2)
+        with pytest.raises(openai.InternalServerError) as broken:
+            srv.client.chat.completions.create(model="a", messages=[{"role": "user", "content": PARIS_PROMPT}])
+        assert broken.value.body["code"] == "model_load_failed" and str(tmp_path) not in broken.value.body["message"]
+        answer = srv.client.chat.completions.create(model="b", messages=[{"role": "user", "content": PARIS_PROMPT}])
+        assert answer.choices[0].message.content == PARIS
+        shutil.copy(qwen3_bundle, a)  # mended: read again on the next request
+        answer = srv.client.chat.completions.create(model="a", messages=[{"role": "user", "content": PARIS_PROMPT}])
+        assert answer.choices[0].message.content == PARIS
+    finally:
+        code, _, err = srv.stop()
+    assert code == 0, err
+    assert "cannot load" in err and "Traceback" not in err, err
+
+
+def test_sigterm_mid_request_answers_503_and_stops(qwen3_bundle: Path, tmp_path: Path) -> None:
+    # A bundle whose stop token the model never says answers to the end of its context, so
+    # requests queue behind each other; SIGTERM lands while the first one streams.
+    endless = _repacked(qwen3_bundle, tmp_path / "endless.litertlm", stop_token=7)
+    srv = Server(endless, home=tmp_path / "home")
+    streaming, outcomes = threading.Event(), []
+
+    def client(i: int) -> None:
+        messages = [{"role": "user", "content": PARIS_PROMPT}]
+        try:
+            if i % 2:
+                srv.client.chat.completions.create(model="endless", messages=messages)
+            else:
+                for chunk in srv.client.chat.completions.create(model="endless", messages=messages, stream=True):
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        streaming.set()
+            outcomes.append("answered")
+        except openai.APIError as exc:
+            outcomes.append((getattr(exc, "status_code", None), (exc.body or {}).get("code")))  # type: ignore[union-attr]
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    assert streaming.wait(timeout=HANG)
+    srv.proc.send_signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(timeout=HANG)
+    out, err = srv.proc.communicate(timeout=HANG)
+    refused = [o for o in outcomes if o != "answered"]
+    assert len(outcomes) == 12 and refused, outcomes
+    assert set(refused) <= {(503, "server_shutting_down"), (None, "server_shutting_down")}, outcomes
+    assert srv.proc.returncode == 0 and "Stopped." in out, (out, err)
+    assert "Traceback" not in err, err

@@ -344,15 +344,45 @@ def answer_from_store(
     )
 
 
-def check_output_free(output: Path, name: str, source: str, force: bool) -> None:
-    """Refuse to replace an existing file unless --force; re-converting the same stored model is allowed."""
+def stored_settings(settings: ExportSettings) -> dict[str, Any]:
+    """The settings a store entry records: what decides which bundle a conversion makes."""
+    return {
+        "quantize": settings.quantize,
+        "prefill_lengths": list(settings.prefill_lengths),
+        "kv_cache_max_len": settings.kv_cache_max_len,
+    }
+
+
+def _described(settings: dict[str, Any]) -> str:
+    lengths = settings.get("prefill_lengths")
+    parts = [str(settings.get("quantize"))]
+    if lengths:
+        parts.append(f"prefill {','.join(map(str, lengths))}")
+    if settings.get("kv_cache_max_len"):
+        parts.append(f"KV {settings['kv_cache_max_len']}")
+    return ", ".join(parts)
+
+
+def check_output_free(output: Path, name: str, source: str, force: bool, settings: ExportSettings) -> None:
+    """Refuse to replace an existing file unless --force. The same stored model converted again
+    with the same settings is allowed; with other settings it would silently replace the stored
+    (perhaps verified) bundle, so that is refused too, naming both."""
     if not output.exists() or force:
         return
     target = str(output.resolve())
     stored = {n: e for n, e in store.load_index().items() if e.get("path") == target}
     names = sorted(stored)
     if names == [name] and stored[name].get("source") in (source, str(Path(source).resolve())):
-        return  # the same model converted again: its one entry is replaced with the file
+        entry, wanted = stored[name], stored_settings(settings)
+        before = entry.get("settings") or {"quantize": entry.get("quantize")}
+        if all(before.get(k) == v for k, v in wanted.items() if k in before):
+            return  # the same model converted again: its one entry is replaced with the file
+        verified = " and verified" if (entry.get("parity") or {}).get("passed") else ""
+        raise LitertError(
+            f"{name!r} is stored already, converted with {_described(before)}{verified}; "
+            f"converting with {_described(wanted)} would replace it",
+            "pass --name NAME to keep both, or --force to replace it",
+        )
     as_names = f", stored as {', '.join(repr(n) for n in names)}" if names else ""
     raise LitertError(
         f"{output} already exists{as_names}",
@@ -594,7 +624,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
     name, output = output_for(source, ckpt, options)
     # One conversion writes a given output at a time: a second one waits for nothing and says so.
     with store.output_lock(output):
-        check_output_free(output, name, source, options.force)
+        check_output_free(output, name, source, options.force, plan.settings)
         remove_leftovers(output)
         prov = provenance(plan)
         key = cache_key(plan, prov, plugins.record(plan.plugin).version)
@@ -676,6 +706,7 @@ def store_result(
         "requested_revision": options.revision,
         "family": plan.claim.family,
         "quantize": plan.settings.quantize,
+        "settings": stored_settings(plan.settings),
         "size": size,
         "key": key,
     }

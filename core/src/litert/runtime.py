@@ -315,8 +315,9 @@ def native_reason(log: str) -> str | None:
     return errors[-1] if errors else None
 
 
-def open_engine(path: Path, max_num_tokens: int | None) -> Any:
-    """A LiteRT-LM engine on `path`; when the runtime refuses the bundle, the one line says its reason.
+def open_engine(path: Path, max_num_tokens: int | None, shown: Path | None = None) -> Any:
+    """A LiteRT-LM engine on `path` (named `shown` in messages, for a private copy of it); when the
+    runtime refuses the bundle, the one line says its reason.
 
     The runtime raises a generic "Failed to create engine" and writes the reason (e.g.
     "unk is not defined" for a tokenizer without an unknown piece) to its native log;
@@ -343,7 +344,7 @@ def open_engine(path: Path, max_num_tokens: int | None) -> Any:
             text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
             reason = native_reason(text) or str(exc).splitlines()[0]
             raise LitertError(
-                f"the LiteRT-LM runtime cannot load {path}: {reason}",
+                f"the LiteRT-LM runtime cannot load {shown or path}: {reason}",
                 "if the bundle was made by litert, reconvert it with this version; otherwise it is damaged",
             ) from exc
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import socket
 import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -253,29 +254,52 @@ class Model:
         from litert.bundle import read_bundle
 
         self.name, self.path = name, path
+        self.version = file_version(path)
         self.bundle = read_bundle(path)
         self.lock = threading.Lock()
         """Held for a whole generation: requests to this model take turns."""
         self.engine: Any = None
 
     def ensure_engine(self) -> Any:
-        """The engine, opened now if this is the model's first request (the caller holds the lock)."""
+        """The engine, opened now if this is the model's first request (the caller holds the lock).
+
+        It is opened on a private copy (`litert.snapshot`): the file at `path` may then be
+        truncated, rewritten or removed without the engine reading a byte of it again.
+        """
         if self.engine is None:
             import litert_lm
 
+            from litert.snapshot import private_copy
+
             litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
-            self.engine = open_engine(self.path, int(self.bundle.llm.max_num_tokens) or None)
+            try:
+                with private_copy(self.path) as copy:
+                    self.engine = open_engine(copy, int(self.bundle.llm.max_num_tokens) or None, shown=self.path)
+            except OSError as exc:
+                raise LitertError(f"cannot copy {self.path}: {exc.strerror or exc}") from exc
         return self.engine
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Close the engine once the generation in progress (if any) has stopped."""
-        if self.lock.acquire(timeout=timeout):
-            try:
-                if self.engine is not None:
-                    self.engine.close()
-                    self.engine = None
-            finally:
-                self.lock.release()
+    def close(self, timeout: float = 10.0) -> bool:
+        """Close the engine once the generation in progress (if any) has stopped; False when
+        that did not happen within `timeout` seconds (an engine still loading, say)."""
+        if not self.lock.acquire(timeout=timeout):
+            return False
+        try:
+            if self.engine is not None:
+                self.engine.close()
+                self.engine = None
+        finally:
+            self.lock.release()
+        return True
+
+
+def file_version(path: Path) -> tuple[int, ...] | None:
+    """What tells one version of a file from another: device, inode, size, mtime (None: gone)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class Models:
@@ -286,6 +310,26 @@ class Models:
         self.given = given
         self._loaded: dict[str, Model] = {}
         self._guard = threading.Lock()
+        self._answering: set[Callable[[], None]] = set()
+        """How to end each answer in progress (see `stop_answering`)."""
+        self.stopping = False
+
+    def answering(self, abort: Callable[[], None]) -> Callable[[], None]:
+        """Register an answer in progress; returns the call that unregisters it."""
+        with self._guard:
+            if self.stopping:
+                abort()
+            self._answering.add(abort)
+        return lambda: self._answering.discard(abort)
+
+    def stop_answering(self) -> None:
+        """The server is stopping (SIGTERM, Ctrl-C): every answer in progress ends now with a 503
+        in OpenAI's shape (or, streamed, an error event and [DONE]) instead of being cut off."""
+        with self._guard:
+            self.stopping = True
+            aborts = list(self._answering)
+        for abort in aborts:
+            abort()
 
     def served(self) -> dict[str, Path]:
         """`available()`, with a store that cannot be read a 500 that names no local path
@@ -316,7 +360,13 @@ class Models:
             )
         with self._guard:
             model = self._loaded.get(name)
-            if model is None or model.path != path:
+            if model is not None and (model.path != path or model.version != file_version(path)):
+                # re-converted, replaced or damaged since it was opened: read it again, and let
+                # the old engine go once its generation in progress (if any) ends
+                old, model = model, None
+                del self._loaded[name]
+                threading.Thread(target=old.close, args=(-1,), name=f"litert-close-{name}", daemon=True).start()
+            if model is None:
                 try:
                     model = Model(name, path)
                 except LitertError as exc:
@@ -327,9 +377,10 @@ class Models:
                 self._loaded[name] = model
             return model
 
-    def close(self) -> None:
-        for model in list(self._loaded.values()):
-            model.close()
+    def close(self, timeout: float = 10.0) -> bool:
+        """Close every engine, waiting at most `timeout` seconds in all; False if one is still busy."""
+        deadline = time.monotonic() + timeout
+        return all([model.close(max(0.0, deadline - time.monotonic())) for model in list(self._loaded.values())])
 
 
 # --- generating ------------------------------------------------------------------------
@@ -554,6 +605,14 @@ def _token_count(conversation: Any) -> int:
 _DONE = object()
 
 
+def shutting_down() -> ServeError:
+    """What an answer in progress gets when the server stops under it."""
+    return ServeError(
+        503, "the server is shutting down; send the request again once it is back",
+        code="server_shutting_down", kind="server_error",
+    )  # fmt: skip
+
+
 async def events(models: Models, req: ChatRequest) -> AsyncIterator[Piece | Finished]:
     """`generate` run in a worker thread, its events handed to the event loop as they come.
 
@@ -582,13 +641,19 @@ async def events(models: Models, req: ChatRequest) -> AsyncIterator[Piece | Fini
         finally:
             put(_DONE)
 
+    def abort() -> None:
+        cancel.set()
+        put(shutting_down())
+
     threading.Thread(target=work, name=f"litert-serve-{req.model}", daemon=True).start()
+    done = models.answering(abort)
     try:
         while (item := await queue.get()) is not _DONE:
             if isinstance(item, BaseException):
                 raise item
             yield item
     finally:
+        done()
         cancel.set()
 
 
@@ -776,12 +841,27 @@ def serve(models: Models, host: str, port: int, api_key: str | None = None) -> N
         timeout_graceful_shutdown=5,
         lifespan="off",
     )
-    server = uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            """SIGINT/SIGTERM: answers in progress end with a 503 (run by the loop, not inside the handler)."""
+            try:
+                asyncio.get_running_loop().call_soon_threadsafe(models.stop_answering)
+            except RuntimeError:
+                models.stop_answering()
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
     try:
         server.run(sockets=[sock])
     except (Interrupted, KeyboardInterrupt):
         pass  # uvicorn stopped on the signal, then passed it on: Ctrl-C is how a server ends
     finally:
         sock.close()
-        models.close()
+        idle = models.close()
     print("Stopped.", flush=True)
+    if not idle:
+        # A worker is still inside the runtime (an engine loading cannot be interrupted): ending
+        # the interpreter around it would crash in native code, so the process ends here.
+        sys.stderr.flush()
+        os._exit(0)
