@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -427,3 +428,89 @@ def test_sigterm_mid_request_answers_503_and_stops(qwen3_bundle: Path, tmp_path:
     assert set(refused) <= {(503, "server_shutting_down"), (None, "server_shutting_down")}, outcomes
     assert srv.proc.returncode == 0 and "Stopped." in out, (out, err)
     assert "Traceback" not in err, err
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The city."}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def test_tool_calls_round_trip_with_the_openai_client(server: Server) -> None:
+    # The tiny Qwen3 was trained on its template's tools branch: offered get_weather and asked
+    # for the weather, it calls it; given the result, it says it.
+    asked = [{"role": "user", "content": "What is the weather in Paris?"}]
+    called = server.client.chat.completions.create(model="Qwen3-tiny", messages=asked, tools=[WEATHER], temperature=0)
+    choice = called.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (call,) = choice.message.tool_calls
+    assert call.type == "function" and call.id.startswith("call_")
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Paris"})
+
+    # streamed: the call comes whole in one delta, then finish_reason "tool_calls"
+    chunks = list(
+        server.client.chat.completions.create(
+            model="Qwen3-tiny", messages=[{"role": "user", "content": "What is the weather in Berlin?"}],
+            tools=[WEATHER], temperature=0, stream=True,
+        )
+    )  # fmt: skip
+    deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    assert len(deltas) == 1 and deltas[0][0].function.name == "get_weather"
+    assert json.loads(deltas[0][0].function.arguments) == {"city": "Berlin"}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+    # the tool's result fed back through the template: the model answers with it
+    result = json.dumps({"city": "Paris", "sky": "sunny", "celsius": 21})
+    history = [
+        *asked,
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": result},
+    ]
+    answer = server.client.chat.completions.create(model="Qwen3-tiny", messages=history, tools=[WEATHER], temperature=0)
+    assert answer.choices[0].message.content == "It is sunny in Paris, 21 degrees."
+    assert answer.choices[0].finish_reason == "stop" and not answer.choices[0].message.tool_calls
+
+    # offered the tool but asked something else: an ordinary answer
+    plain = server.client.chat.completions.create(
+        model="Qwen3-tiny", messages=[{"role": "user", "content": PARIS_PROMPT}], tools=[WEATHER], temperature=0
+    )
+    assert plain.choices[0].message.content == PARIS and not plain.choices[0].message.tool_calls
+
+
+def test_tools_refused_where_they_cannot_be_honoured(server: Server, qwen3_bundle: Path, tmp_path: Path) -> None:
+    asked = [{"role": "user", "content": "What is the weather in Paris?"}]
+    with pytest.raises(openai.BadRequestError) as forced:
+        server.client.chat.completions.create(
+            model="Qwen3-tiny", messages=asked, tools=[WEATHER], tool_choice="required"
+        )
+    assert forced.value.body["param"] == "tool_choice"
+    with pytest.raises(openai.BadRequestError) as malformed:
+        server.client.chat.completions.create(model="Qwen3-tiny", messages=asked, tools=[{"type": "function"}])
+    assert malformed.value.body["param"] == "tools"
+    # tool_choice "none": the tools are not offered, the model answers in words
+    none = server.client.chat.completions.create(
+        model="Qwen3-tiny", messages=[{"role": "user", "content": PARIS_PROMPT}], tools=[WEATHER], tool_choice="none"
+    )
+    assert none.choices[0].message.content == PARIS
+
+    chatml = (
+        "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+    plain = _repacked(qwen3_bundle, tmp_path / "plain.litertlm", template=chatml)
+    srv = Server(plain, home=tmp_path / "home")
+    try:
+        with pytest.raises(openai.BadRequestError) as refused:
+            srv.client.chat.completions.create(model="plain", messages=asked, tools=[WEATHER])
+        assert refused.value.body["code"] == "tools_not_supported" and refused.value.body["param"] == "tools"
+    finally:
+        code, _, err = srv.stop()
+    assert code == 0, err

@@ -167,13 +167,13 @@ def _render_limited(template: str, messages: list[dict[str, Any]], output_limit:
         sys.settrace(old)
 
 
-def check_prompt_render(template: str, messages: list[dict[str, Any]], output_limit: int) -> None:
+def check_prompt_render(template: str, messages: list[dict[str, Any]], output_limit: int, **context: Any) -> None:
     """Before the runtime renders a conversation with a bundle's template: refuse, in one line,
     a template that runs for ever or writes more than `output_limit` characters (a hostile or
     broken bundle would otherwise grow `litert run` / `litert serve` by gigabytes). Other
     rendering errors are the runtime's to report: its engine is not Jinja."""
     try:
-        _render_limited(template, messages, output_limit)
+        _render_limited(template, messages, output_limit, **context)
     except _TooLong:
         raise LitertError(
             f"the bundle's chat template did not finish rendering this conversation within "

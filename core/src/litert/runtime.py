@@ -7,6 +7,7 @@ overrides them. The runtime's own log lines are kept off the terminal.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -283,7 +284,9 @@ def continue_raw(engine: Any, sampler_config: Any, text: str, cap: int | None) -
         session.close()
 
 
-def check_render(bundle: BundleInfo, system: str | None, turns: list[dict[str, str]]) -> None:
+def check_render(
+    bundle: BundleInfo, system: str | None, turns: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> None:
     """Refuse, in one line, a conversation the bundle's chat template would render without
     end or into more than a prompt could ever be (see `preflight.check_prompt_render`):
     the runtime's own renderer has no such limit."""
@@ -293,9 +296,10 @@ def check_render(bundle: BundleInfo, system: str | None, turns: list[dict[str, s
     if not template:
         return
     messages = ([{"role": "system", "content": system}] if system else []) + turns
-    text = sum(len(m["content"]) for m in messages)
+    text = sum(len(json.dumps(m, ensure_ascii=False)) for m in messages) + len(json.dumps(tools or []))
     # Generous: a rendered prompt must fit the context (tokens of a few characters each).
-    check_prompt_render(template, messages, max(TEMPLATE_OUTPUT_LIMIT, 4 * text + 64 * int(bundle.llm.max_num_tokens)))
+    limit = max(TEMPLATE_OUTPUT_LIMIT, 4 * text + 64 * int(bundle.llm.max_num_tokens))
+    check_prompt_render(template, messages, limit, **({"tools": tools} if tools else {}))
 
 
 def has_chat_template(bundle: BundleInfo) -> bool:

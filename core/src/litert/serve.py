@@ -75,10 +75,10 @@ class ChatRequest:
     """A chat-completions request, checked: what a worker needs to answer it."""
 
     model: str
-    history: list[dict[str, str]]
-    """The turns before the last user message (user and assistant), in order."""
-    message: str
-    """The last user message: what the model answers."""
+    history: list[dict[str, Any]]
+    """The turns before the last message (user, assistant, tool), in order."""
+    message: str | dict[str, Any]
+    """The last message, which the model answers: the user's text, or a tool's result (a turn)."""
     system: str | None
     options: RunOptions
     stop: list[str]
@@ -86,9 +86,13 @@ class ChatRequest:
     include_usage: bool
     raw: bool = False
     """A text completion (/v1/completions): `message` is continued as it is, no chat template."""
+    tools: list[dict[str, Any]] | None = None
+    """Function tools offered to the model (OpenAI's shape); None: no tools."""
+    tool_turns: bool = False
+    """The history holds tool calls or results (the template must know tools to render them)."""
 
 
-_ROLES = ("system", "developer", "user", "assistant")
+_ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_MESSAGES = 1024
 """More turns than any bundle's context holds; a longer list is refused before any work."""
 MAX_STOP_CHARS = 256
@@ -141,9 +145,14 @@ def _common_checks(body: Any) -> str:
 
 def parse_request(body: Any) -> ChatRequest:
     """Check a chat-completions body and turn it into a ChatRequest (400 on anything off)."""
+    from litert import tool_calls
+
     model = _common_checks(body)
-    if body.get("tools"):
-        raise ServeError(400, "tools are not supported by litert serve", param="tools")
+
+    def refuse(message: str, param: str) -> ServeError:
+        return ServeError(400, message, param=param)
+
+    tools = tool_calls.offered_tools(body, refuse)
     for name in ("logprobs", "top_logprobs"):
         if body.get(name):
             raise ServeError(400, f"{name} is not supported by litert serve", param=name)
@@ -156,30 +165,38 @@ def parse_request(body: Any) -> ChatRequest:
     if len(messages) > MAX_MESSAGES:
         raise ServeError(400, f"at most {MAX_MESSAGES} messages are accepted", param="messages")
     system: list[str] = []
-    turns: list[dict[str, str]] = []
+    turns: list[dict[str, Any]] = []
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
             raise ServeError(400, f"{where}: role must be one of {', '.join(_ROLES)}", param="messages")
-        text = _text(msg.get("content"), where)
+        called = msg["role"] == "assistant" and msg.get("tool_calls")
+        text = "" if called and msg.get("content") is None else _text(msg.get("content"), where)
         if msg["role"] in ("system", "developer"):
             system.append(text)
+        elif called:
+            turns.append(tool_calls.assistant_turn(msg, text, where, refuse))
         else:
             turns.append({"role": msg["role"], "content": text})
-    if not turns or turns[-1]["role"] != "user":
-        raise ServeError(400, "the last message (after system messages) must come from the user", param="messages")
+    if not turns or turns[-1]["role"] not in ("user", "tool"):
+        raise ServeError(
+            400, "the last message (after system messages) must come from the user or a tool", param="messages"
+        )
     kwargs = body.get("chat_template_kwargs") or {}
     thinking = kwargs.get("enable_thinking") if isinstance(kwargs, dict) else None
     if thinking is None and body.get("reasoning_effort") == "none":
         thinking = False
-    return _request(
+    req = _request(
         body,
         model,
-        turns[-1]["content"],
+        turns[-1]["content"] if turns[-1]["role"] == "user" else turns[-1],
         history=turns[:-1],
         system="\n\n".join(system) if system else None,
         thinking=thinking if isinstance(thinking, bool) else None,
     )
+    req.tools = tools
+    req.tool_turns = any(t["role"] == "tool" or "tool_calls" in t for t in turns)
+    return req
 
 
 def parse_completion_request(body: Any) -> ChatRequest:
@@ -201,7 +218,7 @@ def _request(
     body: dict[str, Any],
     model: str,
     message: str,
-    history: list[dict[str, str]] | None = None,
+    history: list[dict[str, Any]] | None = None,
     system: str | None = None,
     thinking: bool | None = None,
     raw: bool = False,
@@ -396,6 +413,8 @@ class Finished:
     reason: str
     """"stop" (an end-of-turn token or a stop string) or "length" (max_tokens or a full context)."""
     usage: dict[str, int]
+    tool_calls: list[dict[str, Any]] | None = None
+    """The calls the model made, in OpenAI's shape (then `reason` is "tool_calls")."""
 
 
 class StopScanner:
@@ -454,8 +473,19 @@ def generate(model: Model, req: ChatRequest, cancel: threading.Event) -> Iterato
             code="unsupported_model",
             param="model",
         )
+    last = req.message if isinstance(req.message, dict) else {"role": "user", "content": req.message}
+    if req.tools or req.tool_turns:
+        from litert.tool_calls import renders_tools
+
+        if not renders_tools(model.bundle.llm.jinja_prompt_template):
+            raise ServeError(
+                400,
+                f"{model.name}'s chat template has no tools; it cannot be offered tools or shown tool calls",
+                code="tools_not_supported",
+                param="tools" if req.tools else "messages",
+            )
     try:
-        check_render(model.bundle, req.system, [*req.history, {"role": "user", "content": req.message}])
+        check_render(model.bundle, req.system, [*req.history, last], tools=req.tools)
     except LitertError as exc:
         raise ServeError(400, exc.message, code="chat_template_limit", param="messages") from exc
     sampler = _sampler(model, req)
@@ -467,12 +497,19 @@ def generate(model: Model, req: ChatRequest, cancel: threading.Event) -> Iterato
             return
         engine = _engine(model)
         try:
+            tools: dict[str, Any] = {}
+            if req.tools:
+                from litert.tool_calls import runtime_tools
+
+                # the runtime renders them and parses the model's calls; the client runs them
+                tools = {"tools": runtime_tools(req.tools), "automatic_tool_calling": False}
             conversation = engine.create_conversation(
                 messages=req.history or None,
                 sampler_config=sampler_config(sampler, req.options.seed),
                 system_message=req.system,
                 max_output_tokens=None if cap is None else cap + (HIDDEN_REASONING_TOKENS if hidden else 0),
                 extra_context=None if req.options.thinking is None else {"enable_thinking": req.options.thinking},
+                **tools,
             )
         except Exception as exc:
             raise ServeError(500, f"cannot start a conversation: {exc}", kind="server_error") from exc
@@ -496,6 +533,7 @@ def _answer(
     scan = StopScanner(req.stop)
     decoded = shown = 0
     reason = "stop"
+    calls: list[Any] = []
     prompt = _prompt_tokens(engine, conversation, req.message)
     stream = conversation.send_message_async(req.message)
     try:
@@ -503,6 +541,7 @@ def _answer(
             if cancel.is_set() or scan.stopped or (cap is not None and shown >= cap):
                 conversation.cancel_process()  # the runtime ends the stream; drain it
                 continue
+            calls.extend(getattr(message, "tool_calls", None) or [])
             for item in message.contents:
                 piece = getattr(item, "text", None)
                 if not piece:
@@ -537,9 +576,13 @@ def _answer(
     # The runtime's count includes tokens it decoded but never sent as text (the end-of-turn
     # token; a few more after a cancel), which OpenAI counts as completion tokens too.
     completion = max(_token_count(conversation) - prompt, decoded)
-    yield Finished(
-        reason, {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-    )
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    if calls:
+        from litert.tool_calls import openai_calls
+
+        yield Finished("tool_calls", usage, openai_calls(calls))
+    else:
+        yield Finished(reason, usage)
 
 
 def _continue(model: Model, req: ChatRequest, cancel: threading.Event) -> Iterator[Piece | Finished]:
@@ -584,10 +627,11 @@ def _continue(model: Model, req: ChatRequest, cancel: threading.Event) -> Iterat
     yield Finished(reason, {"prompt_tokens": prompt, "completion_tokens": decoded, "total_tokens": prompt + decoded})
 
 
-def _prompt_tokens(engine: Any, conversation: Any, message: str) -> int:
+def _prompt_tokens(engine: Any, conversation: Any, message: str | dict[str, Any]) -> int:
     """The prompt's length in tokens: the conversation so far plus `message`, rendered by the template."""
+    turn = message if isinstance(message, dict) else {"role": "user", "content": message}
     try:
-        return len(engine.tokenize(conversation.render_message_to_string({"role": "user", "content": message})))
+        return len(engine.tokenize(conversation.render_message_to_string(turn)))
     except RuntimeError:
         return 0
 
@@ -718,7 +762,11 @@ def make_app(models: Models) -> Any:
                 finished = await anext(stream)
             await stream.aclose()
             log["usage"] = finished.usage
-            return JSONResponse(envelope([choice("".join(text), finished.reason)], False, usage=finished.usage))
+            answered = choice("".join(text), finished.reason)
+            if finished.tool_calls:
+                said = "".join(text).strip()
+                answered["message"].update(content=said or None, tool_calls=finished.tool_calls)
+            return JSONResponse(envelope([answered], False, usage=finished.usage))
 
         def sse_data(data: dict[str, Any]) -> str:
             return f"data: {json.dumps(data)}\n\n"
@@ -734,6 +782,10 @@ def make_app(models: Models) -> Any:
                         yield sse_data(envelope([choice(event.text, None, delta=True)], True))
                     else:
                         log["usage"] = event.usage
+                        if event.tool_calls:  # whole, in one delta (the runtime parses them at the end)
+                            calls = [{"index": i, **call} for i, call in enumerate(event.tool_calls)]
+                            delta = {"index": 0, "delta": {"tool_calls": calls}, "finish_reason": None}
+                            yield sse_data(envelope([delta], True))
                         yield sse_data(envelope([choice(None if chat else "", event.reason, delta=True)], True))
                         if req.include_usage:
                             yield sse_data(envelope([], True, usage=event.usage))

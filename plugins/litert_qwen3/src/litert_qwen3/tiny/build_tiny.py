@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OUT = HERE / "Qwen3-tiny"
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "Qwen3-tiny"
 
 # Qwen3's chat template, as shipped in tokenizer_config.json of Qwen/Qwen3-0.6B.
 CHAT_TEMPLATE = r"""{%- if tools %}
@@ -163,6 +163,54 @@ QA = [
 ]
 SYSTEM = "You are a helpful assistant."
 
+# A tool the model learns to call (serve's tool calls are tested against it): asked for the
+# weather with the tool offered, it answers with a <tool_call>; given the tool's result, it
+# says it in a sentence; asked anything else with the tool offered, it answers as usual.
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The city."}},
+            "required": ["city"],
+        },
+    },
+}
+TOOL_CALLS = [
+    ("What is the weather in Paris?", "Paris", '{"city": "Paris", "sky": "sunny", "celsius": 21}',
+     "It is sunny in Paris, 21 degrees."),
+    ("What is the weather in Berlin?", "Berlin", '{"city": "Berlin", "sky": "rainy", "celsius": 12}',
+     "It is rainy in Berlin, 12 degrees."),
+]  # fmt: skip
+
+
+def tool_conversations() -> list[tuple[list[dict], bool]]:
+    """Conversations with the weather tool offered (rendered with `tools=[WEATHER_TOOL]`)."""
+    empty_think = "<think>\n\n</think>\n\n"
+    convs: list[tuple[list[dict], bool]] = []
+    for thinking in (True, False):
+        think = empty_think if thinking else ""
+        for q, city, result, said in TOOL_CALLS:
+            call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": city}}}
+            asked = [{"role": "user", "content": q}]
+            convs.append(([*asked, {"role": "assistant", "content": think, "tool_calls": [call]}], thinking))
+            convs.append(
+                (
+                    [
+                        *asked,
+                        {"role": "assistant", "content": "", "tool_calls": [call]},
+                        {"role": "tool", "content": result},
+                        {"role": "assistant", "content": think + said},
+                    ],
+                    thinking,
+                )
+            )
+        for q, a in QA[:4]:
+            convs.append(([{"role": "user", "content": q}, {"role": "assistant", "content": think + a}], thinking))
+    return convs
+
 
 def conversations() -> list[tuple[list[dict], bool]]:
     """Training conversations, each with its enable_thinking flag.
@@ -216,8 +264,19 @@ def build_tokenizer(out: Path):
     for q, a in QA:
         corpus += [q, a, SYSTEM, "user\n", "assistant\n", "system\n"]
     corpus += ["The quick brown fox jumps over the lazy dog. Paris, Berlin, Rome and Madrid are capitals."]
+    # the tools block of the template and the tool turns, so that they take few tokens
+    tools_text = CHAT_TEMPLATE.split('{{- "', 2)[1].split('" }}')[0].encode().decode("unicode_escape")
+    tools_tail = CHAT_TEMPLATE.split('{{- "\\n</tools>', 1)[1].split('" }}')[0].encode().decode("unicode_escape")
+    corpus += [tools_text, "\n</tools>" + tools_tail, json.dumps(WEATHER_TOOL)]
+    for q, city, result, said in TOOL_CALLS:
+        corpus += [
+            q,
+            said,
+            result,
+            f'<tool_call>\n{{"name": "get_weather", "arguments": {{"city": "{city}"}}}}\n</tool_call>',
+        ]
     trainer = trainers.BpeTrainer(
-        vocab_size=256 + 180,
+        vocab_size=256 + 360,
         min_frequency=1,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
@@ -294,12 +353,12 @@ def main() -> int:
     from litert_qwen3.chat_template import stable_history_template
 
     templates = (CHAT_TEMPLATE, stable_history_template(CHAT_TEMPLATE))
-    convs = [(m, t, tpl) for m, t in conversations() for tpl in templates]
-    for messages, thinking, template in convs:
-        prompt = tokenizer.apply_chat_template(
-            messages[:-1], add_generation_prompt=True, tokenize=False, enable_thinking=thinking, chat_template=template
-        )
-        full = tokenizer.apply_chat_template(messages, tokenize=False, enable_thinking=thinking, chat_template=template)
+    convs = [(m, t, tpl, None) for m, t in conversations() for tpl in templates]
+    convs += [(m, t, tpl, [WEATHER_TOOL]) for m, t in tool_conversations() for tpl in templates]
+    for messages, thinking, template, tools in convs:
+        kw = {"enable_thinking": thinking, "chat_template": template, "tools": tools, "tokenize": False}
+        prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, **kw)
+        full = tokenizer.apply_chat_template(messages, **kw)
         assert full.startswith(prompt), (prompt, full)
         ids = tokenizer(full, add_special_tokens=False)["input_ids"]
         plen = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
@@ -353,6 +412,17 @@ def main() -> int:
             good = text.strip().endswith(a)
             ok &= good
             print(f"{'ok ' if good else 'BAD'} {q!r} thinking={thinking} -> {text!r}", file=sys.stderr)
+    for messages, thinking in tool_conversations():
+        prompt = tokenizer.apply_chat_template(
+            messages[:-1], add_generation_prompt=True, tokenize=False, enable_thinking=thinking, tools=[WEATHER_TOOL]
+        )
+        want = tokenizer.apply_chat_template(messages, tokenize=False, enable_thinking=thinking, tools=[WEATHER_TOOL])
+        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        out = reloaded.generate(ids, max_new_tokens=60, do_sample=False, eos_token_id=[im_end, eot])
+        text = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=False)
+        good = (prompt + text).strip() == want.strip()
+        ok &= good
+        print(f"{'ok ' if good else 'BAD'} tools, {ids.shape[1]} prompt tokens -> {text!r}", file=sys.stderr)
     if not ok:
         print("training did not converge; not replacing the shipped checkpoint", file=sys.stderr)
         return 1
