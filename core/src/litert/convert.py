@@ -566,7 +566,9 @@ def export_step(
     s = plan.settings
     with failing_as("building the model", workdir), progress.stage("Building the model"), streaming.streaming():
         with signals_held():
-            import litert_torch  # noqa: F401 - the toolchain loaded with a Ctrl-C held, not lost
+            from litert.lowering import load_toolchain
+
+            load_toolchain()  # with a Ctrl-C held, not lost (or aborting TensorFlow's start)
         module = plugins.call(plan.plugin, "build_model", claim=plan.claim, settings=s)
     if isinstance(module, NativeExport):
         return native_export_step(module, plan, workdir, progress)

@@ -20,6 +20,18 @@ from litert.preflight import check_block_dims
 from litert.types import ExportSettings
 
 
+def load_toolchain() -> None:
+    """Import the whole conversion toolchain now: litert-torch, and the TensorFlow it loads for
+    lowering and quantizing (~2,500 modules, 3 s). The caller holds SIGINT/SIGTERM meanwhile:
+    a Python exception raised while TensorFlow's native parts start ends the process with
+    SIGABRT (seen under load: a Ctrl-C in the first second of the export gave -6, not 130)."""
+    import ai_edge_quantizer.quantizer  # noqa: F401
+    import litert_torch  # noqa: F401
+    from litert_torch._convert import core, interface, litert_converter  # noqa: F401
+    from litert_torch.generative.utilities import converter  # noqa: F401
+    from litert_torch.quantize import quant_config, translate_recipe  # noqa: F401
+
+
 def check_block_quantization(module: Any, quantize: str) -> None:
     """Blockwise int4 needs every weight's input dimension to be a multiple of the block.
 
