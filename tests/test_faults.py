@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -248,3 +249,24 @@ def test_fault(case: Case, tmp_path: Path, tiny_qwen3: Path, qwen3_bundle: Path)
         assert not list(w.home.glob(".*.partial")) if w.home.is_dir() else True
         # 3. no stored data changed
         assert _snapshot(w) == before
+
+
+def test_a_log_on_a_full_disk_gives_stderr_back(tmp_path: Path) -> None:
+    """A library's output captured into a log that cannot take it (its disk full: /dev/full
+    here) must not keep fd 2 pointing at the log, or the one line the user is owed is written
+    where no one reads it (in CI: a silent exit with TMPDIR full, where Python's streams are
+    buffered); and what did not fit is not spilled onto the terminal afterwards."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from litert.console import captured_native_output\n"
+        "try:\n"
+        "    with captured_native_output(Path('/dev/full')):\n"
+        "        sys.stdout.write('Generating Quantization Parameters: 50%')\n"
+        "        raise RuntimeError('the library failed')\n"
+        "except RuntimeError as exc:\n"
+        "    print(f'error: {exc}', file=sys.stderr)\n"
+    )
+    # (conftest drops PYTHONUNBUFFERED: Python's streams are buffered, as in a shell)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "error: the library failed\n")

@@ -187,11 +187,28 @@ def captured_native_output(
                 os.dup2(log.fileno(), fd)
             yield log
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
+            try:
+                _flush_into_log(fds)
+            finally:
+                for fd, copy in saved.items():
+                    os.dup2(copy, fd)
+                    os.close(copy)
+
+
+def _flush_into_log(fds: tuple[int, ...]) -> None:
+    """Flush what Python buffered for the log while the fds still point at it. A log that
+    cannot take it (its disk full) must not keep fd 2 pointing at it — the error the user is
+    about to read would go there — nor spill the library's progress bars onto the terminal
+    later: what does not fit is dropped into /dev/null."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            with open(os.devnull, "w") as null:
+                for fd in fds:
+                    os.dup2(null.fileno(), fd)
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
 
 
 class Steps:
