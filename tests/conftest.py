@@ -91,14 +91,45 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("litert-home")
 
 
+def shared_conversion(
+    tmp_path_factory: pytest.TempPathFactory, session_home: Path, key: str, *args: str | os.PathLike[str]
+) -> tuple[Path, subprocess.CompletedProcess[str] | None]:
+    """`litert convert *args` run once for the whole run, whichever test worker asks first
+    (the others wait on a file lock, then reuse it): a session fixture is per worker under
+    xdist, and two workers converting the same tiny model was a conversion wasted. The
+    entry it stored is copied into this worker's `session_home`. Answers the bundle and, to
+    the worker that converted, the command's result."""
+    import json
+
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' base directories are siblings in the run's
+    where = root / "shared-conversions" / key
+    where.mkdir(parents=True, exist_ok=True)
+    result = None
+    with FileLock(str(where) + ".lock"):
+        marker = where / "bundle"
+        if not marker.is_file():
+            (where / "out").mkdir(exist_ok=True)  # the bundle alone in its directory, as a user's cwd
+            result = run_cli("convert", *args, home=where / "home", cwd=where / "out")
+            assert result.returncode == 0, result.stderr
+            stored = json.loads((where / "home" / "models.json").read_text())["models"]
+            marker.write_text(next(e["path"] for e in stored.values()))
+    bundle = Path(marker.read_text())
+    index_path = session_home / "models.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {"version": 1, "models": {}}
+    index["models"].update(json.loads((where / "home" / "models.json").read_text())["models"])
+    index_path.write_text(json.dumps(index, indent=2))
+    return bundle, result
+
+
 @pytest.fixture(scope="session")
 def qwen3_bundle(tmp_path_factory: pytest.TempPathFactory, session_home: Path, tiny_qwen3: Path) -> Path:
     """The tiny Qwen3 converted with the default recipe (dynamic_int8) through `litert convert`."""
-    out_dir = tmp_path_factory.mktemp("bundles")
-    result = run_cli("convert", tiny_qwen3, *FAST, home=session_home, cwd=out_dir)
-    assert result.returncode == 0, result.stderr
-    bundle = out_dir / "Qwen3-tiny.litertlm"
-    assert bundle.is_file()
+    bundle, _ = shared_conversion(tmp_path_factory, session_home, "qwen3", tiny_qwen3, *FAST)
+    assert bundle.name == "Qwen3-tiny.litertlm" and bundle.is_file()
     return bundle
 
 
@@ -120,11 +151,12 @@ def tiny_gemma3() -> Path:
 @pytest.fixture(scope="session")
 def gemma3_bundle(tmp_path_factory: pytest.TempPathFactory, session_home: Path, tiny_gemma3: Path) -> Path:
     """The tiny Gemma3 converted without quantization (fp32) through `litert convert`."""
-    out = tmp_path_factory.mktemp("gemma3") / "gemma3-tiny-f32.litertlm"
-    result = run_cli("convert", tiny_gemma3, *FAST, "--quantize", "none", "-o", out, home=session_home)
-    assert result.returncode == 0, result.stderr
-    assert "gemma3 via litert-gemma3" in result.stderr
-    return out
+    bundle, result = shared_conversion(
+        tmp_path_factory, session_home, "gemma3", tiny_gemma3, *FAST, "--quantize", "none",
+        "-o", "gemma3-tiny-f32.litertlm",
+    )  # fmt: skip
+    assert result is None or "gemma3 via litert-gemma3" in result.stderr
+    return bundle
 
 
 # The files that take longest (a minute or more each), handed out first: with `--dist

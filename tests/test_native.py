@@ -19,8 +19,12 @@ from conftest import run_cli
 from litert.bundle import read_bundle
 
 
-def _made_by_transformers(architecture: str, config: dict, tokenizer_from: Path, dest: Path) -> Path:
-    """A checkpoint of `architecture` built by transformers from `config`, every weight moved off its init."""
+def _made_by_transformers(
+    architecture: str, config: dict, tokenizer_from: Path, dest: Path, scale: dict[str, float] | None = None
+) -> Path:
+    """A checkpoint of `architecture` built by transformers from `config`, every weight moved
+    off its init; the parameters named in `scale` then multiplied (e.g. a final norm, for
+    logits large enough that soft-capping changes them)."""
     import torch
     import transformers
 
@@ -28,8 +32,9 @@ def _made_by_transformers(architecture: str, config: dict, tokenizer_from: Path,
     model_class = getattr(transformers, architecture)
     model = model_class(model_class.config_class(**config)).eval()
     with torch.no_grad():
-        for p in model.parameters():
+        for name, p in model.named_parameters():
             p.add_(torch.randn_like(p) * 0.05)
+            p.mul_((scale or {}).get(name, 1.0))
     model.save_pretrained(dest)
     for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json"):
         shutil.copy(tokenizer_from / name, dest / name)
@@ -116,6 +121,24 @@ def test_dense_gemma4_by_other_hands_converts_exactly(tmp_path: Path, tiny_gemma
     }  # fmt: skip
     path = _made_by_transformers("Gemma4ForCausalLM", config, tiny_gemma4, tmp_path / "gemma4")
     _converts_exactly(path, tmp_path, "gemma4", "gemma4")
+
+
+def test_e2b_like_gemma4_by_other_hands_converts_exactly(tmp_path: Path, tiny_gemma4: Path) -> None:
+    # Gemma4ForConditionalGeneration as E2B is made: per-layer embeddings (the token and
+    # per-layer embedders exported as models of their own), KV shared by the last two
+    # layers, windows, per-layer-type head sizes; converted text-only. The final norm is
+    # scaled so the logits grow to where soft-capping them (cap 30) matters: litert-torch's
+    # decode module for this shape leaves the soft-capping out (mean KL 0.0065 here without
+    # `litert.native.version_shims`, which puts it back).
+    config = json.loads((tiny_gemma4 / "config.json").read_text())
+    for key in ("architectures", "transformers_version", "dtype"):
+        config.pop(key, None)
+    path = _made_by_transformers(
+        "Gemma4ForConditionalGeneration", config, tiny_gemma4, tmp_path / "gemma4-e2b",
+        scale={"model.language_model.norm.weight": 8.0},
+    )  # fmt: skip
+    out = _converts_exactly(path, tmp_path, "gemma4", "gemma4")
+    assert set(read_bundle(out).models()) >= {"tf_lite_embedder", "tf_lite_per_layer_embedder"}
 
 
 def test_gemma4_causal_lm_with_per_layer_embeddings_is_refused_at_planning(tmp_path: Path, tiny_gemma4: Path) -> None:

@@ -47,25 +47,47 @@ def exporter_recipe(quantize: str) -> str:
 def version_shims() -> Iterator[None]:
     """Where the pinned litert-torch and transformers disagree, make them agree for one export.
 
-    LFM2: transformers 5 renamed the decoder layer's `past_key_values` argument to `cache`;
-    litert-torch's patched layer still reads `past_key_values`, gets None and fails in its
-    short convolution. The patched layer is given the cache under its old name.
+    - LFM2: transformers 5 renamed the decoder layer's `past_key_values` argument to `cache`;
+      litert-torch's patched layer still reads `past_key_values`, gets None and fails in its
+      short convolution. The patched layer is given the cache under its old name.
+    - Gemma 4 with an externalized embedder: litert-torch's decode module computes the
+      logits as `lm_head(hidden_states)` and leaves out the final logit soft-capping
+      (`tanh(logits / cap) * cap`, cap 30) that transformers' `forward` applies. The greedy
+      token is the same (tanh keeps the order), but every logit above a few units comes out
+      too large — a sampled answer draws from another distribution. Found by comparing
+      each layer's output of the exported graph with transformers' (all exact to 1e-6, the
+      logits off by up to 0.3): the logits are soft-capped here as transformers does.
     """
+    from litert_torch.generative.export_hf.model_ext.gemma4 import exportable_module as gemma4_modules
     from litert_torch.generative.export_hf.model_ext.lfm2 import patch as lfm2_patch
 
     layer = lfm2_patch.PatchedLfm2DecoderLayer
-    original = layer.forward
+    original_layer = layer.forward
 
-    def forward(self, hidden_states, *args, cache=None, past_key_values=None, **kwargs):
-        return original(
+    def layer_forward(self, hidden_states, *args, cache=None, past_key_values=None, **kwargs):
+        return original_layer(
             self, hidden_states, *args, past_key_values=cache if past_key_values is None else past_key_values, **kwargs
         )
 
-    layer.forward = forward
+    decode = gemma4_modules.LiteRTExportableModuleForDecoderOnlyLMGenerateExternalEmbedder
+    original_decode = decode.forward
+
+    def decode_forward(self, *args, **kwargs):
+        output = original_decode(self, *args, **kwargs)
+        cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
+        if cap is not None and "logits" in output:
+            import torch
+
+            output["logits"] = torch.tanh(output["logits"] / cap) * cap
+        return output
+
+    layer.forward = layer_forward
+    decode.forward = decode_forward
     try:
         yield
     finally:
-        layer.forward = original
+        layer.forward = original_layer
+        decode.forward = original_decode
 
 
 def export_native(
