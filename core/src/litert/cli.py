@@ -167,7 +167,13 @@ def convert(
             print(report.table())
             raise report.failure_error(
                 result.path,
-                "see the report above; convert with --quantize none to tell quantization error from a conversion bug",
+                "see the report above; "
+                + (
+                    "under --quantize none the bundle must compute what transformers computes: this is a "
+                    "conversion bug — report it to the family plugin's maintainers with the report"
+                    if report.quantize == "none"
+                    else "convert with --quantize none to tell quantization error from a conversion bug"
+                ),
             )
         print(report.summary_line())
 

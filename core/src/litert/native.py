@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -71,11 +72,13 @@ def version_shims() -> Iterator[None]:
 
     decode = gemma4_modules.LiteRTExportableModuleForDecoderOnlyLMGenerateExternalEmbedder
     original_decode = decode.forward
+    # a litert-torch that caps the logits itself must not have them capped twice
+    caps_itself = "softcap" in inspect.getsource(original_decode)
 
     def decode_forward(self, *args, **kwargs):
         output = original_decode(self, *args, **kwargs)
         cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
-        if cap is not None and "logits" in output:
+        if cap is not None and "logits" in output and not caps_itself:
             import torch
 
             output["logits"] = torch.tanh(output["logits"] / cap) * cap
