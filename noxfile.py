@@ -45,7 +45,18 @@ def tests(session: nox.Session) -> None:
     # fixtures (plugin venvs, converted bundles) are built once. Files are handed out in
     # collection order, the longest first (tests/conftest.py), so none runs alone at the end.
     # Real trained weights (minutes each) are `nox -s realmodels`'s.
-    args = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "-m", "not realmodel", *TEST_PATHS]
+    args = [
+        "-n",
+        "2",
+        "--dist",
+        "loadfile",
+        "--no-loadscope-reorder",
+        "-m",
+        "not realmodel",
+        "--durations",
+        "25",
+        *TEST_PATHS,
+    ]
     session.run("pytest", *(session.posargs or args))
 
 
@@ -55,6 +66,17 @@ def quick(session: nox.Session) -> None:
     variants), the command line's refusals; no conversion (about two minutes)."""
     install_project(session, "pytest", "pytest-xdist")
     session.run("pytest", "-n", "2", "-m", "quick", "-q", *TEST_PATHS, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def stress(session: nox.Session) -> None:
+    """The stress variants of the families built by litert-torch's transformers-native exporter
+    (Gemma 4, LFM2): each variant a real export compared with transformers (about half a
+    minute each, a quarter of an hour in all); the default suite skips them."""
+    install_project(session, "pytest", "pytest-xdist", "accelerate")
+    session.env["LITERT_KIT_NATIVE_STRESS"] = "1"
+    paths = ("plugins/litert_gemma4/tests", "plugins/litert_lfm2/tests")
+    session.run("pytest", "-n", "2", "-k", "stress_variant", "-rs", *paths, *session.posargs)
 
 
 @nox.session(python=PYTHON)

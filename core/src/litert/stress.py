@@ -44,6 +44,7 @@ __all__ = [
     "StressVariant",
     "build",
     "compare",
+    "compare_native",
     "litert_torch_logits",
     "make_variant",
     "prompt_ids",
@@ -301,20 +302,34 @@ def _fit_rope_factors(c: dict[str, Any]) -> None:
                 d[key] = [values[i % len(values)] for i in range(half)]
 
 
+def _model_class(config: Mapping[str, Any]) -> Any:
+    """transformers' class for a config: the declared architecture where the config holds its
+    text model under `text_config` (Gemma4ForConditionalGeneration), else the causal LM.
+    Only transformers' own registered classes: no code from a checkpoint is run."""
+    import transformers
+
+    architectures = config.get("architectures") or []
+    if isinstance(config.get("text_config"), dict) and architectures and hasattr(transformers, architectures[0]):
+        return getattr(transformers, architectures[0])
+    return transformers.AutoModelForCausalLM
+
+
 def make_variant(base: Path, variant: StressVariant, dest: Path, seed: int = 0) -> Path:
     """Write the variant of checkpoint `base` into `dest` and return `dest`.
 
     The model is built by transformers from the edited config.json (its own registered
     classes only: no code from the checkpoint is run), every parameter re-drawn, and
-    saved as float32 safetensors beside the base's tokenizer files. Raises NotApplicable
-    when transformers refuses the edited config for the architecture.
+    saved as float32 safetensors beside the base's tokenizer files. A multimodal config
+    has its `text_config` edited (the towers beside it are kept as they are). Raises
+    NotApplicable when transformers refuses the edited config for the architecture.
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = json.loads((base / "config.json").read_text(encoding="utf-8"))
-    variant.edit(config)
-    _fit_rope_factors(config)
+    text = config["text_config"] if isinstance(config.get("text_config"), dict) else config
+    variant.edit(text)
+    _fit_rope_factors(text)
     config["dtype"] = "float32"
     config.pop("torch_dtype", None)
     dest.mkdir(parents=True, exist_ok=True)
@@ -327,7 +342,14 @@ def make_variant(base: Path, variant: StressVariant, dest: Path, seed: int = 0) 
     except Exception as exc:
         raise NotApplicable(f"transformers refuses this variant of {base.name}: {exc}".splitlines()[0]) from exc
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(hf_config, dtype=torch.float32, trust_remote_code=False)
+    model_class = _model_class(config)
+    try:
+        if model_class is AutoModelForCausalLM:
+            model = model_class.from_config(hf_config, dtype=torch.float32, trust_remote_code=False)
+        else:
+            model = model_class._from_config(hf_config, dtype=torch.float32)
+    except (ValueError, TypeError) as exc:
+        raise NotApplicable(f"transformers refuses this variant of {base.name}: {exc}".splitlines()[0]) from exc
     _redraw(model, seed)
     model.save_pretrained(dest, safe_serialization=True)
     return dest
@@ -376,9 +398,9 @@ def litert_torch_logits(model: Any, ids: list[int]) -> Any:
 def reference_logits(path: Path, ids: list[int]) -> Any:
     """transformers' logits for the checkpoint at `path` (float32, eager attention)."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    model = _model_class(config).from_pretrained(
         path, dtype=torch.float32, attn_implementation="eager", trust_remote_code=False
     )
     with torch.no_grad():
@@ -412,6 +434,55 @@ def compare(plugin: str, path: Path) -> Comparison:
     ref = reference_logits(path, ids)
     if ours.shape != ref.shape:
         raise LitertError(f"the plugin's logits have shape {tuple(ours.shape)}, transformers' {tuple(ref.shape)}")
+    return Comparison(
+        max_abs_diff=float((ours - ref).abs().max()),
+        max_abs_ref=float(ref.abs().max()),
+        argmax_agree=float((ours.argmax(-1) == ref.argmax(-1)).float().mean()),
+    )
+
+
+def compare_native(plugin: str, path: Path, workdir: Path) -> Comparison:
+    """Convert `path` through `plugin` with `--quantize none` (a family built by litert-torch's
+    transformers-native exporter: the exported graph is the only model code there is) and
+    compare the bundle's teacher-forced logits, its .tflite driven token by token, with
+    transformers'. About half a minute per variant (a real export), against a second for
+    `compare`: the kit runs these when LITERT_KIT_NATIVE_STRESS=1 (`nox -s stress`).
+
+    Raises LitertError where the plugin (or the core's checks) refuse the checkpoint.
+    """
+    import os
+
+    from litert import hf
+    from litert.convert import ConvertOptions, convert
+    from litert.tflite_runner import BundleModel
+
+    config = hf.text_config(json.loads((path / "config.json").read_text(encoding="utf-8")))
+    ids = prompt_ids(int(config["vocab_size"]))
+    saved = os.environ.get("LITERT_HOME")
+    os.environ["LITERT_HOME"] = str(workdir / "home")
+    try:
+        done = convert(
+            str(path),
+            ConvertOptions(
+                family=plugin,
+                output=workdir / "variant.litertlm",
+                quantize="none",
+                prefill_lengths=(8,),
+                kv_cache_max_len=KV_CACHE_LEN,
+                verify=False,
+            ),
+        )
+    finally:
+        if saved is None:
+            os.environ.pop("LITERT_HOME", None)
+        else:
+            os.environ["LITERT_HOME"] = saved
+    import torch
+
+    ours = torch.from_numpy(BundleModel(done.path).next_token_logits(ids))
+    ref = reference_logits(path, ids)
+    if ours.shape != ref.shape:
+        raise LitertError(f"the bundle's logits have shape {tuple(ours.shape)}, transformers' {tuple(ref.shape)}")
     return Comparison(
         max_abs_diff=float((ours - ref).abs().max()),
         max_abs_ref=float(ref.abs().max()),

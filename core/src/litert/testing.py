@@ -21,6 +21,7 @@ and passes the parity check against transformers.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from litert import hookspecs, stress
+from litert import hf, hookspecs, stress
 from litert.types import QUANTIZATION_RECIPES, ExportSettings, PromptFormat, SamplerDefaults, TokenizerAssets
 
 __all__ = ["PluginConformance", "litert_home", "litert_kit_converted"]
@@ -210,15 +211,16 @@ class PluginConformance:
 
         v = stress.variant_named(variant)
         rec = next((r for r in _plugins().records if r.name == self.plugin), None)
-        if rec is not None and rec.manifest is not None and rec.manifest.native is not None:
+        native = rec is not None and rec.manifest is not None and rec.manifest.native is not None
+        if native and not os.environ.get("LITERT_KIT_NATIVE_STRESS"):
             pytest.skip(
-                "built by the transformers-native exporter from transformers' own modules: there is no "
-                "model code of the plugin's to compare; the conversion's parity is the proof"
+                "built by the transformers-native exporter: each variant is a real export (about half a "
+                "minute), run with LITERT_KIT_NATIVE_STRESS=1 (`nox -s stress`)"
             )
         api = (rec.api_version if rec is not None else None) or 1
         if api < v.since_api:
             pytest.skip(f"{variant} came with plugin API {v.since_api}; {self.plugin} declares API {api}")
-        base = load_checkpoint(self.checkpoint).config
+        base = hf.text_config(load_checkpoint(self.checkpoint).config)
         if not v.applies(base):
             pytest.skip(f"{variant} ({v.description}) does not apply to {self.checkpoint.name}")
         try:
@@ -227,7 +229,10 @@ class PluginConformance:
             pytest.skip(str(exc))
         refused = self.stress_refused.get(variant)
         try:
-            result = stress.compare(self.plugin, path)
+            if native:  # the exported graph is the model code: compared after a real export
+                result = stress.compare_native(self.plugin, path, tmp_path / f"{variant}-export")
+            else:
+                result = stress.compare(self.plugin, path)
         except LitertError as exc:
             assert refused is not None, (
                 f"{self.plugin} refuses {variant} ({v.description}): {exc}. If that is deliberate, list it in "
