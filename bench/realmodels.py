@@ -33,7 +33,15 @@ from realmodel import CHECKPOINTS  # noqa: E402
 from bench import measure  # noqa: E402
 
 LITERT = str(Path(sys.executable).with_name("litert"))
-RECIPES = ("none", "fp16", "dynamic_int8", "weight_only_int8", "dynamic_int4_block32", "dynamic_int4_block128")
+RECIPES = (
+    "none",
+    "fp16",
+    "dynamic_int8",
+    "weight_only_int8",
+    "dynamic_int4_block32",
+    "dynamic_int4_block128",
+    "dynamic_int4_mlp",
+)
 QUESTIONS = {
     "paris": "What is the capital of France?",
     "code": "Write a Python function that returns the square of a number.",

@@ -125,3 +125,33 @@ def test_the_model_is_freed_before_quantizing(tiny_qwen3: Path, tmp_path: Path) 
     gc.collect()
     assert lowered.path.is_file()
     assert [w for w in weights if w() is not None] == []
+
+
+def test_mixed_recipe_puts_int4_in_the_mlp_and_int8_elsewhere(tiny_qwen3: Path, tmp_path: Path) -> None:
+    """`dynamic_int4_mlp`: the MLP's weights int4 in blocks of 32, the attention's and the
+    embedding's int8, and the bundle still passes its parity check (litert-torch's own
+    feed-forward scope matches no op of litert's models, so the rule is litert's)."""
+    import json
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    from conftest import SMALLEST, run_cli
+    from litert.bundle import read_bundle
+
+    out = tmp_path / "mixed.litertlm"
+    result = run_cli("convert", tiny_qwen3, *SMALLEST, "--quantize", "dynamic_int4_mlp", "-o", out, "--json",
+                     home=tmp_path / "home")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["parity"]["passed"]
+    info = read_bundle(out)
+    model = schema.ModelT.InitFromPackedBuf(info.read(info.models()["tf_lite_prefill_decode"]), 0)
+    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    kinds: dict[str, set[str]] = {"mlp": set(), "attention": set()}
+    for tensor in model.subgraphs[0].tensors:
+        name = tensor.name.decode()
+        if len(tensor.shape) != 2 or min(tensor.shape) < 32:
+            continue
+        scope = "mlp" if "feed_forward" in name else "attention" if "attention" in name else None
+        if scope:
+            kinds[scope].add(names[tensor.type])
+    assert kinds == {"mlp": {"INT4"}, "attention": {"INT8"}}, kinds

@@ -21,6 +21,7 @@ BYTES_PER_PARAM = {
     "weight_only_int8": 1.0,
     "dynamic_int4_block32": 0.6,
     "dynamic_int4_block128": 0.55,
+    "dynamic_int4_mlp": 0.8,
 }
 """The final model's size per parameter for each recipe (weights and their scales)."""
 

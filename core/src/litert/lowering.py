@@ -16,7 +16,7 @@ from litert import streaming
 from litert.baseline import CLASSIC
 from litert.errors import LitertError
 from litert.flatbuffer import read_head
-from litert.preflight import check_block_dims
+from litert.preflight import INT4_BLOCKS, check_block_dims
 from litert.types import ExportSettings
 
 
@@ -37,7 +37,7 @@ def check_block_quantization(module: Any, quantize: str) -> None:
 
     Caught here, before minutes of export, rather than deep inside the quantizer.
     """
-    if not quantize.startswith("dynamic_int4_block"):
+    if quantize not in INT4_BLOCKS:
         return
     import torch
 
@@ -101,6 +101,38 @@ def planned_steps(settings: ExportSettings, streamed: bool, parallel: bool) -> i
     return traced_here + 1 + parallel + streamed + (settings.quantize != "none")
 
 
+OWN_RECIPES = ("dynamic_int4_mlp",)
+"""The recipes litert composes itself (types.QUANTIZATION_RECIPES); the others are litert-torch's."""
+FEED_FORWARD = r".*litert_torch\.generative\.layers\.feed_forward.*"
+"""The MLP's ops, by the module path in their names (litert-torch's own feed-forward scope,
+`transformer_block/...feed_forward`, matches no op of a model litert builds: its blocks are
+named `TransformerBlock_<i>`)."""
+
+
+def litert_recipe(quantize: str) -> Any:
+    """The ai-edge-quantizer recipe of one of litert's own recipes (OWN_RECIPES), or None."""
+    if quantize not in OWN_RECIPES:
+        return None
+    from ai_edge_quantizer import algorithm_manager, qtyping, recipe_manager
+
+    def config(bits: int, granularity: Any) -> Any:
+        return qtyping.OpQuantizationConfig(
+            weight_tensor_config=qtyping.TensorQuantizationConfig(
+                num_bits=bits, symmetric=True, granularity=granularity, dtype=qtyping.TensorDataType.INT
+            ),
+            compute_precision=qtyping.ComputePrecision.INTEGER,
+            explicit_dequantize=False,
+        )
+
+    rm = recipe_manager.RecipeManager()
+    minmax = algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT
+    every = qtyping.TFLOperationName.ALL_SUPPORTED
+    # int8 per channel everywhere, then int4 blocks for the MLP (the later rule wins)
+    rm.add_quantization_config(".*", every, config(8, qtyping.QuantGranularity.CHANNELWISE), minmax)
+    rm.add_quantization_config(FEED_FORWARD, every, config(4, qtyping.QuantGranularity.BLOCKWISE_32), minmax)
+    return rm.get_quantization_recipe()
+
+
 def lower(
     module: Any,
     settings: ExportSettings,
@@ -137,7 +169,10 @@ def lower(
     if streamed is not None and (changed := streamed.changed(module)):
         raise streaming.NotStreamable(f"the plugin changed {changed[0]} after loading it")
     edge, quant_config, by_quantizer = _signatures(module, settings)
+    own_recipe = litert_recipe(settings.quantize)
     path = workdir / "model.tflite"
+    if CLASSIC and own_recipe is not None:
+        raise LitertError(f"{settings.quantize} is litert's own recipe: the upstream baseline has no such recipe")
     if CLASSIC or not by_quantizer:
         if streamed is not None:
             raise streaming.NotStreamable(f"{settings.quantize} quantizes while lowering, from the weights' values")
@@ -147,7 +182,7 @@ def lower(
 
     signatures = edge._signatures
     step = step or (lambda label: None)
-    float_path = path if quant_config is None else workdir / "model.float.tflite"
+    float_path = path if quant_config is None and own_recipe is None else workdir / "model.float.tflite"
     parallel = streamed is not None and rebuild is not None and len(signatures) > 1
     if parallel and export_processes(module, settings.quantize) > 1:
         half = (len(signatures) + 1) // 2
@@ -170,7 +205,7 @@ def lower(
     from litert_torch.quantize import translate_recipe
 
     recipe = translate_recipe.translate_to_ai_edge_recipe(quant_config.generative_recipe) if quant_config else None
-    return Lowered(float_path, recipe)
+    return Lowered(float_path, own_recipe or recipe)
 
 
 def _signatures(module: Any, settings: ExportSettings) -> tuple[Any, Any, bool]:
@@ -206,7 +241,9 @@ def _signatures(module: Any, settings: ExportSettings) -> tuple[Any, Any, bool]:
         [None],
         export_config,
     )
-    quant_config = converter.get_quant_recipe_from_flag(settings.quantize, config)
+    quant_config = (
+        None if settings.quantize in OWN_RECIPES else converter.get_quant_recipe_from_flag(settings.quantize, config)
+    )
     by_quantizer = (
         quant_config is None or quant_config._quantizer_mode == qcfg.QuantConfig._QuantizerMode.AI_EDGE_QUANTIZER
     )

@@ -252,12 +252,20 @@ def check_block_quantization(checkpoint: Checkpoint, quantize: str) -> None:
     check_block_dims(quantize, dims)
 
 
+INT4_BLOCKS = {
+    "dynamic_int4_block32": 32,
+    "dynamic_int4_block128": 128,
+    "dynamic_int4_mlp": 32,
+}
+"""The block of each blockwise int4 recipe (the weights' input dimensions must be multiples)."""
+
+
 def check_block_dims(quantize: str, dims: set[int]) -> None:
     """Refuse a blockwise int4 recipe when any of the weights' input dimensions `dims` is not a
     multiple of its block, naming them and the recipe that fits (planning and export both ask)."""
-    if not quantize.startswith("dynamic_int4_block"):
+    block = INT4_BLOCKS.get(quantize)
+    if block is None:
         return
-    block = int(quantize.removeprefix("dynamic_int4_block"))
     odd = sorted(d for d in dims if d % block)
     if odd:
         smaller = [r for r in ("dynamic_int4_block32",) if all(d % 32 == 0 for d in odd) and r != quantize]

@@ -64,6 +64,7 @@ THRESHOLDS: dict[str, Thresholds] = {
     "weight_only_int8": Thresholds(top1=0.95, kl=0.05, greedy=8, greedy_share=0.5, margin=_margin(0.05)),
     "dynamic_int4_block32": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5, margin=_margin(0.6)),
     "dynamic_int4_block128": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5, margin=_margin(0.6)),
+    "dynamic_int4_mlp": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5, margin=_margin(0.6)),
 }
 
 QUESTIONS = [
