@@ -150,7 +150,8 @@ def _longrope(c: dict[str, Any]) -> None:
 
 
 def _no_sliding(c: Mapping[str, Any]) -> bool:
-    return not _has_sliding(c)
+    """No windows yet, and only attention layers to put them on (not a hybrid's convolutions)."""
+    return not _has_sliding(c) and set(c.get("layer_types") or ()) <= {"full_attention"}
 
 
 def _window_every_layer(c: dict[str, Any]) -> None:

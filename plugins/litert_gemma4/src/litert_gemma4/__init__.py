@@ -43,8 +43,27 @@ def _per_layer_embeddings(claim: Claim) -> bool:
     return bool(hf.text_config(claim.checkpoint.config).get("hidden_size_per_layer_input"))
 
 
+EXPORTED_ROPE = ("default", "proportional", "longrope")
+"""The RoPE types the exporter computes as transformers does on Gemma 4 (the kit's stress
+variants, `nox -s stress`): linear, llama3 and YaRN scaling make its partial-rotary layers
+fail to trace, so they are refused at planning."""
+
+
+def _rope_types(config: dict) -> set[str]:
+    params = hf.text_config(config).get("rope_parameters") or {}
+    dicts = [d for d in params.values() if isinstance(d, dict)] or [params]
+    return {str(d.get("rope_type") or d.get("type") or "default") for d in dicts}
+
+
 @hookimpl
 def check_settings(claim: Claim, settings: ExportSettings) -> None:
+    other = sorted(_rope_types(claim.checkpoint.config) - set(EXPORTED_ROPE))
+    if other:
+        raise LitertError(
+            f"Gemma 4 with {', '.join(other)} RoPE scaling cannot be exported: litert-torch's exporter "
+            f"computes Gemma 4's RoPE only as {', '.join(EXPORTED_ROPE)}",
+            "convert the checkpoint without the RoPE scaling, or report it to litert-torch",
+        )
     if "Gemma4ForCausalLM" in claim.checkpoint.architectures and _per_layer_embeddings(claim):
         raise LitertError(
             "a Gemma4ForCausalLM with per-layer embeddings cannot be exported: litert-torch exports "

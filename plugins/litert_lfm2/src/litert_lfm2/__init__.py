@@ -10,7 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from litert import Claim, NativeExport, PluginManifest, PromptFormat, SamplerDefaults, hookimpl, prompts
+from litert import (
+    Claim,
+    ExportSettings,
+    LitertError,
+    NativeExport,
+    PluginManifest,
+    PromptFormat,
+    SamplerDefaults,
+    hf,
+    hookimpl,
+    prompts,
+)
 
 __version__ = "0.1.0"
 
@@ -29,3 +40,19 @@ LITERT_PLUGIN = PluginManifest(
 @hookimpl
 def prompt_format(claim: Claim) -> PromptFormat:
     return prompts.from_checkpoint(claim.checkpoint, runtime_model_type="lfm2")
+
+
+REFUSED_ROPE = ("longrope",)
+"""RoPE types litert-torch's exporter fails to trace on LFM2 (the kit's stress variants,
+`nox -s stress`; default, linear, llama3 and YaRN convert exactly)."""
+
+
+@hookimpl
+def check_settings(claim: Claim, settings: ExportSettings) -> None:
+    params = hf.text_config(claim.checkpoint.config).get("rope_parameters") or {}
+    rope = str(params.get("rope_type") or params.get("type") or "default") if isinstance(params, dict) else "default"
+    if rope in REFUSED_ROPE:
+        raise LitertError(
+            f"LFM2 with {rope} RoPE scaling cannot be exported: litert-torch's exporter fails to trace it",
+            "convert the checkpoint without the RoPE scaling, or report it to litert-torch",
+        )
