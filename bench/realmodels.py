@@ -69,6 +69,8 @@ def run_one(ckpt: Path, recipe: str, work: Path, questions: list[str]) -> dict:
         capture_output=True, text=True, env={**os.environ, **env},
     )  # fmt: skip
     report = json.loads(verify.stdout) if verify.stdout.strip().startswith("{") else {}
+    if not report:  # verify itself failed: its one line is the result
+        row["verify_error"] = (verify.stderr.strip().splitlines() or ["no output"])[-1]
     row["parity"] = {k: report.get(k) for k in ("top1", "kl", "max_abs_logit_diff", "greedy_min", "greedy_whole")}
     row["prompts"] = len(report.get("prompts", []))
     row["per_prompt"] = report.get("prompts", [])
@@ -93,6 +95,13 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         if not r.get("ok"):
             lines.append(f"| {r['recipe']} | conversion failed | | | | | | | | |")
+            continue
+        if r["parity"]["top1"] is None:
+            error = r.get("verify_error", "verify failed").replace("|", "\\|")
+            lines.append(
+                f"| {r['recipe']} | {error} | | | | | {r['bytes'] / 1e6:.1f} MB | {r['wall_s']:.0f} s | "
+                f"{r['peak_rss_gb']:.2f} GB | {r.get('paris', '')} |" + (" |" if "code" in r else "")
+            )
             continue
         p = r["parity"]
         lines.append(

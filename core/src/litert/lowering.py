@@ -17,6 +17,7 @@ from litert.baseline import CLASSIC
 from litert.errors import LitertError
 from litert.flatbuffer import read_head
 from litert.preflight import INT4_BLOCKS, check_block_dims
+from litert.recipes import OWN_RECIPES, litert_recipe
 from litert.types import ExportSettings
 
 
@@ -99,38 +100,6 @@ def planned_steps(settings: ExportSettings, streamed: bool, parallel: bool) -> i
     signatures = len(settings.prefill_lengths) + 1
     traced_here = (signatures + 1) // 2 if parallel else signatures
     return traced_here + 1 + parallel + streamed + (settings.quantize != "none")
-
-
-OWN_RECIPES = ("dynamic_int4_mlp",)
-"""The recipes litert composes itself (types.QUANTIZATION_RECIPES); the others are litert-torch's."""
-FEED_FORWARD = r".*litert_torch\.generative\.layers\.feed_forward.*"
-"""The MLP's ops, by the module path in their names (litert-torch's own feed-forward scope,
-`transformer_block/...feed_forward`, matches no op of a model litert builds: its blocks are
-named `TransformerBlock_<i>`)."""
-
-
-def litert_recipe(quantize: str) -> Any:
-    """The ai-edge-quantizer recipe of one of litert's own recipes (OWN_RECIPES), or None."""
-    if quantize not in OWN_RECIPES:
-        return None
-    from ai_edge_quantizer import algorithm_manager, qtyping, recipe_manager
-
-    def config(bits: int, granularity: Any) -> Any:
-        return qtyping.OpQuantizationConfig(
-            weight_tensor_config=qtyping.TensorQuantizationConfig(
-                num_bits=bits, symmetric=True, granularity=granularity, dtype=qtyping.TensorDataType.INT
-            ),
-            compute_precision=qtyping.ComputePrecision.INTEGER,
-            explicit_dequantize=False,
-        )
-
-    rm = recipe_manager.RecipeManager()
-    minmax = algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT
-    every = qtyping.TFLOperationName.ALL_SUPPORTED
-    # int8 per channel everywhere, then int4 blocks for the MLP (the later rule wins)
-    rm.add_quantization_config(".*", every, config(8, qtyping.QuantGranularity.CHANNELWISE), minmax)
-    rm.add_quantization_config(FEED_FORWARD, every, config(4, qtyping.QuantGranularity.BLOCKWISE_32), minmax)
-    return rm.get_quantization_recipe()
 
 
 def lower(
