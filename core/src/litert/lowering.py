@@ -388,8 +388,54 @@ def _unmapping_read_pages(data: Any, every: float = 1.0) -> Iterator[None]:
         thread.join()
 
 
+def _positive_block_scales(model: Any, path: Path) -> int:
+    """Give each block of all-zero int4 weights scale 1.0 instead of 0.0; return how many
+    scales were changed in the flatbuffer itself (those in weight data stored after it are
+    written into `path` in place).
+
+    The quantizer's min-max scale of a block whose 32 weights are all zero is 0, and XNNPACK
+    refuses the whole tensor for it ("unsupported scale value (0.000000) … for INT4 tensor"):
+    the interpreter fails and LiteRT-LM cannot allocate the model (real Qwen2.5-Coder-1.5B
+    at dynamic_int4_block32). The block's quantized values are all 0 and symmetric (no zero
+    point), so any scale dequantizes them to the same zeros.
+    """
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    dtypes = {schema.TensorType.FLOAT16: np.float16, schema.TensorType.FLOAT32: np.float32}
+    inline, seen = 0, set()
+    for subgraph in model.subgraphs or []:
+        for tensor in subgraph.tensors or []:
+            q = tensor.quantization
+            if q is None or q.detailsType != schema.QuantizationDetails.BlockwiseQuantization:
+                continue
+            if q.details.zeroPoints not in (None, -1):
+                continue  # not the symmetric case: leave it
+            scales = subgraph.tensors[q.details.scales]
+            if scales.buffer in seen or scales.type not in dtypes:
+                continue
+            seen.add(scales.buffer)
+            buffer = model.buffers[scales.buffer]
+            if buffer.data is not None and len(buffer.data):
+                values = np.frombuffer(np.asarray(buffer.data, dtype=np.uint8).tobytes(), dtypes[scales.type]).copy()
+                if (values == 0).any():
+                    inline += int((values == 0).sum())
+                    values[values == 0] = 1
+                    buffer.data = np.frombuffer(values.tobytes(), np.uint8)
+            elif buffer.offset > 1:
+                with open(path, "r+b") as f:
+                    f.seek(buffer.offset)
+                    values = np.frombuffer(f.read(buffer.size), dtypes[scales.type]).copy()
+                    if (values == 0).any():
+                        values[values == 0] = 1
+                        f.seek(buffer.offset)
+                        f.write(values.tobytes())
+    return inline
+
+
 def share_quantization_parameters(path: Path) -> int:
-    """Store each distinct set of quantization parameters once in the .tflite; return the bytes saved.
+    """Store each distinct set of quantization parameters once in the .tflite; return the bytes
+    saved. On the way, all-zero int4 weight blocks get a positive scale (`_positive_block_scales`).
 
     Every signature (prefill_8, prefill_64, ..., decode) is its own subgraph, and each of
     its tensors carries its own copy of the weights' per-channel scales and zero points,
@@ -415,12 +461,13 @@ def share_quantization_parameters(path: Path) -> int:
         raw = [None if v is None else np.asarray(v).tobytes() for v in (q.scale, q.zeroPoint, q.min, q.max)]
         return (*raw, q.quantizedDimension, q.detailsType, repr(q.details))
 
+    fixed = _positive_block_scales(model, path)
     for subgraph in model.subgraphs or []:
         for tensor in subgraph.tensors or []:
             if tensor.quantization is not None:
                 tables += 1
                 tensor.quantization = canon.setdefault(key(tensor.quantization), tensor.quantization)
-    if tables == len(canon):
+    if tables == len(canon) and not fixed:
         return 0
 
     def serialize() -> bytes:
