@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hubserver import FakeHub, read_dir
 
-from conftest import PARIS_PROMPT, SMALLEST, run_cli
+from conftest import FAST, PARIS_PROMPT, SMALLEST, run_cli
 
 QWEN = "litert-test/Qwen3-tiny"
 GEMMA = "google/gemma3-tiny-it"
@@ -75,6 +75,22 @@ def hub_env(hub: FakeHub, hf_home: Path, **extra: str | None) -> dict[str, str |
     }
     env.update(extra)
     return env
+
+
+def seeded(home: Path, *entries: dict) -> Path:
+    """A store holding conversions made before (their bundles stay where they are). A test
+    whose subject is the download converts the same files with the same settings, so the
+    store answers it without an export; that the answer came is itself proof that the bytes
+    downloaded hash to the checkpoint's."""
+    home.mkdir(parents=True, exist_ok=True)
+    models = {f"seed-{i}": dict(entry) for i, entry in enumerate(entries)}
+    (home / "models.json").write_text(json.dumps({"version": 1, "models": models}))
+    return home
+
+
+def stored_entry(home: Path, **match: str) -> dict:
+    models = json.loads((home / "models.json").read_text())["models"].values()
+    return next(e for e in models if all(e.get(k) == v for k, v in match.items()))
 
 
 def one_error_line(result) -> str:
@@ -150,25 +166,22 @@ def test_offline_with_nothing_cached(hub: FakeHub, tmp_path: Path) -> None:
     assert "not in the local Hugging Face cache" in line and "offline" in line
 
 
-def test_revision_tag_is_pinned_to_its_commit(hub: FakeHub, hf_home: Path, tmp_path: Path) -> None:
-    result = run_cli(
-        "convert",
-        QWEN,
-        *SMALLEST,
-        "--no-verify",
-        "--revision",
-        "v1.0",
-        home=tmp_path / "home",
-        env=hub_env(hub, hf_home),
-    )
+def test_revision_tag_is_pinned_to_its_commit(converted: dict, hub: FakeHub, hf_home: Path, home: Path,
+                                              tmp_path: Path) -> None:  # fmt: skip
+    # The tag names the commit `converted` made its bundle from: the store answers, and the
+    # new entry must still say which revision was asked for and which commit it is.
+    mine = seeded(tmp_path / "home", stored_entry(home, source=QWEN))
+    result = run_cli("convert", QWEN, *SMALLEST, "--no-verify", "--revision", "v1.0", home=mine,
+                     env=hub_env(hub, hf_home))  # fmt: skip
     assert result.returncode == 0, result.stderr
-    entry = json.loads((tmp_path / "home" / "models.json").read_text())["models"][QWEN]
+    assert "Reusing the stored bundle" in result.stderr
+    entry = json.loads((mine / "models.json").read_text())["models"][QWEN]
     assert entry["requested_revision"] == "v1.0"
     assert re.fullmatch(r"[0-9a-f]{40}", entry["revision"]) and entry["revision"] == hub.repos[QWEN].refs["v1.0"]
     # `run --revision` finds it by the tag and by the commit.
     for rev in ("v1.0", entry["revision"][:10]):
         run = run_cli("run", QWEN, "--revision", rev, "-p", PARIS_PROMPT, "--temperature", "0",
-                      home=tmp_path / "home", env=hub_env(hub, hf_home))  # fmt: skip
+                      home=mine, env=hub_env(hub, hf_home))  # fmt: skip
         assert run.returncode == 0 and "Paris" in run.stdout, run.stderr
 
 
@@ -198,12 +211,16 @@ def test_gated_repo_without_access(token, words: str, hub: FakeHub, tmp_path: Pa
         assert token not in result.stderr + result.stdout  # never print secrets
 
 
-def test_gated_repo_with_a_token(hub: FakeHub, tmp_path: Path) -> None:
+def test_gated_repo_with_a_token(hub: FakeHub, tmp_path: Path, gemma3_bundle: Path, session_home: Path) -> None:
+    # Downloaded with the token, then answered by a store that holds the same conversion of
+    # the same files (the session's tiny Gemma3): the download is the subject here.
     env = hub_env(hub, tmp_path / "hf", HF_TOKEN=GOOD_TOKEN)
-    result = run_cli("convert", GEMMA, *SMALLEST, "--no-verify", home=tmp_path / "home", env=env)
+    mine = seeded(tmp_path / "home", stored_entry(session_home, path=str(gemma3_bundle.resolve())))
+    result = run_cli("convert", GEMMA, *FAST, "--quantize", "none", "--no-verify", home=mine, env=env)
     assert result.returncode == 0, result.stderr
+    assert "Reusing the stored bundle" in result.stderr
     assert GOOD_TOKEN not in result.stderr + result.stdout
-    run = run_cli("run", GEMMA, "-p", PARIS_PROMPT, "--temperature", "0", home=tmp_path / "home", env=env)
+    run = run_cli("run", GEMMA, "-p", PARIS_PROMPT, "--temperature", "0", home=mine, env=env)
     assert run.stdout.strip() == "The capital of France is Paris.", run.stderr
 
 

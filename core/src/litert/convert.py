@@ -319,10 +319,13 @@ def answer_from_store(
     output: Path,
     source: str,
     ckpt: Checkpoint,
+    options: ConvertOptions,
     plan: ConversionPlan,
     progress: Progress,
 ) -> ConversionResult:
-    """The same conversion was done before: reuse its bundle (copied when -o points elsewhere)."""
+    """The same conversion was done before: reuse its bundle (copied when -o points elsewhere).
+    The entry made says where this conversion's inputs came from (source, commit, the revision
+    asked for), not where the reused one's did: equal bytes may come from another branch."""
     from litert.bundle import atomic_output
 
     stored = Path(hit["path"])
@@ -332,6 +335,7 @@ def answer_from_store(
                 shutil.copyfile(stored, tmp)
         info = {k: v for k, v in hit.items() if k not in ("path", "stored_at")}
         info["source"] = source if checkpoint_lib.is_hub_id(source) else str(ckpt.path.resolve())
+        info["revision"], info["requested_revision"] = ckpt.revision, options.revision
         store.record(name, output, info)
     return ConversionResult(
         name=name,
@@ -632,7 +636,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         key = cache_key(plan, prov, plugins.record(plan.plugin).version)
         hit = None if options.force else store.find(key=key, verified=options.verify)
         if hit is not None:
-            return answer_from_store(hit, name, output, source, ckpt, plan, progress)
+            return answer_from_store(hit, name, output, source, ckpt, options, plan, progress)
 
         from litert.disk import check_disk
         from litert.memory import model_parameters
