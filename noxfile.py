@@ -83,6 +83,9 @@ def stress(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Full-size conversions against the upstream baselines (tens of minutes; not in CI)."""
     install_project(session)
+    if session.posargs[:1] == ["native"]:  # the transformers-native path: litert vs export_hf (bench/native.py)
+        session.run("python", "bench/native.py", *session.posargs[1:])
+        return
     session.run("python", "bench/bench.py", *session.posargs)
 
 

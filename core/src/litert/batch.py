@@ -217,12 +217,16 @@ def estimate_bytes(job: Job) -> int | None:
     """The job's pre-flight memory estimate (None for a Hub source not downloaded yet)."""
     from litert.checkpoint import load_checkpoint
     from litert.memory import estimate_peak_bytes
+    from litert.plugins import get_plugins
 
     path = Path(job.source)
     if not path.is_dir():
         return None
     try:
-        return estimate_peak_bytes(load_checkpoint(path), job.verify)
+        ckpt = load_checkpoint(path)
+        plugins = get_plugins()
+        native = plugins.record(plugins.claim(ckpt, job.family)[0]).native
+        return estimate_peak_bytes(ckpt, job.verify, native)
     except LitertError:
         return None  # the job itself will say what is wrong with the checkpoint
 

@@ -511,8 +511,8 @@ def plan_step(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOptions, pro
 
     with progress.stage("Planning"):
         plan = plan_conversion(plugins, ckpt, options)
-        needed, available = check_memory(ckpt, options.verify)
-    rec = plugins.record(plan.plugin)
+        rec = plugins.record(plan.plugin)
+        needed, available = check_memory(ckpt, options.verify, rec.native)
     s = plan.settings
     progress.say(
         f"      {plan.claim.family} via {rec.distribution} {rec.version} · {s.quantize} · "

@@ -34,6 +34,17 @@ Measured peaks: Qwen3-8B 12.1 and 12.6 GB in two runs (estimate 13.5); Qwen3-0.6
 the two export processes (estimate 4.4)."""
 
 
+NATIVE_BASE_BYTES = 4.0 * GB
+NATIVE_BYTES_PER_PARAM = 12.5
+"""Built by litert-torch's transformers-native exporter (litert.native; Gemma 4, LFM2): it
+traces the whole transformers model in float32 and holds the traced graphs and the float
+.tflite before quantizing, so nothing streams. Measured peaks (docs/performance.md), the
+same as `litert-torch export_hf` run directly: E2B-shaped Gemma 4 at full width with 5 and 7
+layers (0.93 and 1.14 B parameters, half of them embedding tables) 12.8 and 14.8 GB
+(estimates 15.7 and 18.3); Qwen3-0.6B through export_hf, whose parameters are nearly all
+layer weights, 11.3 GB (estimate 11.5). A full Gemma 4 E2B (about 5 B parameters with its
+per-layer table) needs more than 50 GB this way."""
+
 VERIFY_BASE_BYTES = 1.5 * GB
 VERIFY_BYTES_PER_PARAM = 4.2
 """Verification holds one model at a time (litert.verify): the largest is transformers'
@@ -84,12 +95,15 @@ def model_parameters(checkpoint: Checkpoint) -> int:
     return max(parameter_count(checkpoint), config_parameter_count(checkpoint.config))
 
 
-def estimate_peak_bytes(checkpoint: Checkpoint, verify: bool = True) -> int:
-    """The conversion's peak: the export's, or verification's when it is larger."""
+def estimate_peak_bytes(checkpoint: Checkpoint, verify: bool = True, native: bool = False) -> int:
+    """The conversion's peak: the export's, or verification's when it is larger. `native`:
+    the family is built by the transformers-native exporter (its manifest says so)."""
     from litert import streaming
 
     params = model_parameters(checkpoint)
     verifying = VERIFY_BASE_BYTES + VERIFY_BYTES_PER_PARAM * params if verify else 0
+    if native:
+        return int(max(NATIVE_BASE_BYTES + NATIVE_BYTES_PER_PARAM * params, verifying))
     if not streaming.enabled():
         return int(max(BASE_BYTES + BYTES_PER_PARAM * params, verifying))
     from litert.lowering import PARALLEL_FROM, usable_cores
@@ -122,9 +136,9 @@ def available_bytes() -> int | None:
     return None
 
 
-def check_memory(checkpoint: Checkpoint, verify: bool = True) -> tuple[int, int | None]:
+def check_memory(checkpoint: Checkpoint, verify: bool = True, native: bool = False) -> tuple[int, int | None]:
     """Raise LitertError when the conversion would not fit; return (needed, available)."""
-    needed = estimate_peak_bytes(checkpoint, verify)
+    needed = estimate_peak_bytes(checkpoint, verify, native)
     available = available_bytes()
     if available is not None and needed > available:
         limit = os.environ.get("LITERT_MEMORY_LIMIT")

@@ -51,6 +51,12 @@ class PluginRecord:
         value = getattr(self.module, "LITERT_PLUGIN", None)
         return value if isinstance(value, PluginManifest) else None
 
+    @property
+    def native(self) -> bool:
+        """Its manifest builds through the transformers-native exporter (the memory estimate
+        differs: nothing streams there)."""
+        return self.manifest is not None and self.manifest.native is not None
+
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
