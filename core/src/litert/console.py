@@ -71,16 +71,26 @@ def install_signal_handlers() -> None:
 def signals_held() -> Iterator[None]:
     """SIGINT and SIGTERM held back while native libraries load (torch, TensorFlow may install
     handlers of their own, under which a signal ends the process without a word), then our
-    handlers installed again and a held signal delivered to them: raised as Interrupted."""
+    handlers installed again and a held signal delivered to them: raised as Interrupted.
+
+    Held twice, because a signal sent to the process goes to any thread that does not block
+    it, and by now the tokenizer's and transformers' threads exist: blocked in this thread,
+    and noted (not raised in the middle of an import) by the Python-level handler, which runs
+    in this thread whichever thread the signal reached."""
     import signal
 
-    held = {signal.SIGINT, signal.SIGTERM}
+    held = (signal.SIGINT, signal.SIGTERM)
+    noted: list[int] = []
+    for sig in held:
+        signal.signal(sig, lambda signum, frame: noted.append(signum))
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         yield
     finally:
         install_signal_handlers()
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # one blocked here arrives now, raised
+        if noted:
+            _on_signal(noted[0], None)
 
 
 def check_interrupted() -> None:
