@@ -283,6 +283,14 @@ def test_memory_estimate_follows_what_config_json_builds(tiny_qwen3: Path) -> No
     huge = type(ckpt)(path=ckpt.path, config={**ckpt.config, "num_hidden_layers": 100000}, source="huge")
     # 3.7 B parameters from 2 layers' files: the quantizer alone holds 1.4 bytes of each
     assert estimate_peak_bytes(huge) > estimate_peak_bytes(ckpt) + 4e9
+    # A multimodal config.json is counted by its text_config, per-layer embedding table
+    # included: bench/native.py's E2B-shaped Gemma 4 of 5 layers holds 0.934 B parameters.
+    e2b_5_layers = {"architectures": ["Gemma4ForConditionalGeneration"], "text_config": dict(
+        hidden_size=1536, num_hidden_layers=5, vocab_size=262144, num_attention_heads=8, num_key_value_heads=1,
+        head_dim=256, intermediate_size=6144, tie_word_embeddings=True, vocab_size_per_layer_input=262144,
+        hidden_size_per_layer_input=256,
+    )}  # fmt: skip
+    assert 0.90e9 < config_parameter_count(e2b_5_layers) < 0.95e9
 
 
 def test_repetition_penalty_is_named_not_dropped_silently(tmp_path: Path, tiny_qwen3: Path) -> None:

@@ -72,8 +72,13 @@ def config_parameter_count(config: Any) -> int:
     """Parameters of the model config.json describes (a decoder-only transformer), 0 when unknown.
 
     The model built is what takes memory, whatever the files hold: a config that asks for
-    100,000 layers over a small file must not pass the pre-flight check.
+    100,000 layers over a small file must not pass the pre-flight check. A multimodal
+    config.json is counted by its language model (`text_config`), with Gemma 4's per-layer
+    embedding table (a row of `hidden_size_per_layer_input` per layer for every id).
     """
+    from litert.hf import text_config
+
+    config = text_config(config)
     try:
         hidden = int(config["hidden_size"])
         layers = int(config["num_hidden_layers"])
@@ -87,7 +92,13 @@ def config_parameter_count(config: Any) -> int:
     attention = hidden * head_dim * (2 * heads + 2 * kv)
     mlp = 3 * hidden * inter
     embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings", True) else 2)
-    return max(0, layers * (attention + mlp) + embeddings)
+    try:
+        per_layer = int(config.get("vocab_size_per_layer_input") or vocab) * int(
+            config.get("hidden_size_per_layer_input") or 0
+        )
+    except (TypeError, ValueError):
+        per_layer = 0
+    return max(0, layers * (attention + mlp + per_layer) + embeddings)
 
 
 def model_parameters(checkpoint: Checkpoint) -> int:
