@@ -11,6 +11,7 @@ dense text models) is traced with the eager experts implementation the exporter 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from litert import (
     Claim,
@@ -79,6 +80,29 @@ def build_model(claim: Claim, settings: ExportSettings) -> NativeExport:
     return NativeExport(externalize_embedder=_per_layer_embeddings(claim), moe_implementation="eager")
 
 
+THOUGHT_CHANNEL = ("<|channel>", "<channel|>")
+"""Gemma 4 reasons in a channel, `<|channel>thought\n…<channel|>`, when its chat template is
+asked to (`enable_thinking`: `litert run --think`, `chat_template_kwargs` in serve). The
+markers are the tokenizer's `soc_token` / `eoc_token`, as litert-torch's Gemma 4 metadata
+and transformers' response parser name them; these are their defaults."""
+
+
+def reasoning_tags(checkpoint: Any) -> tuple[str, str] | None:
+    """The thought channel's opening and closing text, when the tokenizer has its markers."""
+    config = checkpoint.read_json("tokenizer_config.json") or {}
+    named = config.get("extra_special_tokens")
+    named = named if isinstance(named, dict) else {}  # transformers 5 names Gemma 4's markers here
+
+    def marker(key: str, default: str) -> str:
+        value = config.get(key) or named.get(key) or default
+        return str(value.get("content", default)) if isinstance(value, dict) else str(value)
+
+    start, end = marker("soc_token", THOUGHT_CHANNEL[0]), marker("eoc_token", THOUGHT_CHANNEL[1])
+    added = hf.added_tokens(checkpoint)
+    return (f"{start}thought\n", end) if start in added and end in added else None
+
+
 @hookimpl
 def prompt_format(claim: Claim) -> PromptFormat:
-    return prompts.from_checkpoint(claim.checkpoint, runtime_model_type="gemma4")
+    ckpt = claim.checkpoint
+    return prompts.from_checkpoint(ckpt, runtime_model_type="gemma4", reasoning_tags=reasoning_tags(ckpt))
