@@ -59,6 +59,18 @@ CONFIGS = {
 REFERENCE = ("--prefill-lengths", "8,64,128,256,512,1024", "--kv-cache-max-len", "1280", "--quantize", "dynamic_int8")
 
 
+def staged_with_tokenizer(tiny: Path, dest: Path) -> Path:
+    """A fresh `dest.partial` holding the tiny model's files but its weights and config: a
+    full-size checkpoint is written there and renamed to `dest` once complete."""
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in tiny.iterdir():
+        if f.suffix != ".safetensors" and f.name != "config.json":
+            shutil.copy(f, tmp / f.name)
+    return tmp
+
+
 def make_checkpoint(name: str, dest: Path) -> Path:
     """A full-size checkpoint with the real config, random bf16 weights and the tiny model's tokenizer."""
     import torch
@@ -68,12 +80,7 @@ def make_checkpoint(name: str, dest: Path) -> Path:
         return dest
     gemma = name.startswith("gemma3")
     tiny = TINY_GEMMA3 if gemma else TINY_QWEN3
-    tmp = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for f in tiny.iterdir():
-        if f.suffix != ".safetensors" and f.name != "config.json":
-            shutil.copy(f, tmp / f.name)
+    tmp = staged_with_tokenizer(tiny, dest)
     if gemma:
         pad_sentencepiece(tmp / "tokenizer.model", CONFIGS[name]["vocab_size"])
     cfg = json.loads((tiny / "config.json").read_text())

@@ -8,6 +8,8 @@ the full 35 layers are about 5 billion parameters with the per-layer table, more
 this 24 GB machine can trace in float32 on either path (see docs/performance.md). Both paths
 get the same settings and the same recipe; wall time and the process tree's peak RSS are
 measured as bench.py measures them, and litert's pre-flight estimate is recorded beside.
+Paths: `litert` (`--no-verify`, like export_hf), `verified` (the default command a user runs,
+verification included), `export_hf`.
 
     nox -s bench -- native                 # 5 layers
     nox -s bench -- native --layers 10
@@ -22,7 +24,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench import ROOT, measure
+from bench import ROOT, measure, staged_with_tokenizer
 
 TINY_GEMMA4 = ROOT / "plugins" / "litert_gemma4" / "src" / "litert_gemma4" / "tiny" / "Gemma4-tiny"
 SETTINGS = {"prefill": 128, "kv": 1024}
@@ -41,12 +43,7 @@ def make_checkpoint(layers: int, dest: Path) -> Path:
 
     if (dest / "config.json").is_file():
         return dest
-    tmp = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for f in TINY_GEMMA4.iterdir():
-        if f.suffix != ".safetensors" and f.name != "config.json":
-            shutil.copy(f, tmp / f.name)
+    tmp = staged_with_tokenizer(TINY_GEMMA4, dest)
     cfg = json.loads((TINY_GEMMA4 / "config.json").read_text())
     text = cfg["text_config"]
     text.update(E2B_TEXT, num_hidden_layers=layers, num_kv_shared_layers=min(2, layers - 1))
@@ -67,6 +64,7 @@ def make_checkpoint(layers: int, dest: Path) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--layers", type=int, default=5)
+    ap.add_argument("--paths", default="litert,verified,export_hf")
     ap.add_argument("--work", default=str(ROOT / ".bench"))
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
@@ -78,26 +76,31 @@ def main() -> int:
     bin_dir = Path(sys.executable).parent
     home = {"LITERT_HOME": str(work / "home")}
     rows = {}
-    bundle = work / "gemma4-litert.litertlm"
     prefill, kv = str(SETTINGS["prefill"]), str(SETTINGS["kv"])
-    litert = [str(bin_dir / "litert"), "convert", str(ckpt), "--prefill-lengths", prefill, "--kv-cache-max-len", kv,
-              "--no-verify", "--force", "-o", str(bundle)]  # fmt: skip
-    rows["litert"] = measure(litert, home)
-    estimate = re.search(r"memory ~([\d.]+) GB", rows["litert"]["stderr"])
-    rows["litert"]["estimate_gb"] = float(estimate.group(1)) if estimate else None
-    rows["litert"]["bundle_bytes"] = bundle.stat().st_size if bundle.is_file() else None
-    outdir = work / "gemma4-export_hf"
-    shutil.rmtree(outdir, ignore_errors=True)
-    export_hf = [str(bin_dir / "litert-torch"), "export_hf", f"--model={ckpt}", f"--output_dir={outdir}",
-                 f"--prefill_lengths={prefill}", f"--cache_length={kv}", "--quantization_recipe=dynamic_wi8_afp32",
-                 "--externalize_embedder=True"]  # fmt: skip
-    rows["export_hf"] = measure(export_hf, home)
-    produced = sorted(outdir.rglob("*.litertlm")) if outdir.exists() else []
-    rows["export_hf"]["bundle_bytes"] = produced[0].stat().st_size if produced else None
+    for path in args.paths.split(","):
+        if path == "export_hf":
+            outdir = work / "gemma4-export_hf"
+            shutil.rmtree(outdir, ignore_errors=True)
+            cmd = [str(bin_dir / "litert-torch"), "export_hf", f"--model={ckpt}", f"--output_dir={outdir}",
+                   f"--prefill_lengths={prefill}", f"--cache_length={kv}", "--quantization_recipe=dynamic_wi8_afp32",
+                   "--externalize_embedder=True"]  # fmt: skip
+            rows[path] = measure(cmd, home)
+            produced = sorted(outdir.rglob("*.litertlm")) if outdir.exists() else []
+            rows[path]["bundle_bytes"] = produced[0].stat().st_size if produced else None
+            continue
+        # `litert`: --no-verify, as export_hf; `verified`: the default command, as a user runs it
+        bundle = work / f"gemma4-{path}.litertlm"
+        checks = [] if path == "verified" else ["--no-verify"]
+        cmd = [str(bin_dir / "litert"), "convert", str(ckpt), "--prefill-lengths", prefill, "--kv-cache-max-len", kv,
+               *checks, "--force", "-o", str(bundle)]  # fmt: skip
+        rows[path] = measure(cmd, home)
+        estimate = re.search(r"memory ~([\d.]+) GB", rows[path]["stderr"])
+        rows[path]["estimate_gb"] = float(estimate.group(1)) if estimate else None
+        rows[path]["bundle_bytes"] = bundle.stat().st_size if bundle.is_file() else None
     for r in rows.values():
         r.pop("stderr", None)
     result = {"layers": args.layers, "parameters": weights_bytes // 2, "settings": SETTINGS, "rows": rows}
-    (out / f"native-gemma4-{args.layers}l.json").write_text(json.dumps(result, indent=2))
+    (out / f"native-gemma4-{args.layers}l-{args.paths.replace(',', '-')}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return 0
 

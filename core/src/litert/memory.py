@@ -87,17 +87,14 @@ def config_parameter_count(config: Any) -> int:
         kv = int(config.get("num_key_value_heads") or heads)
         head_dim = int(config.get("head_dim") or hidden // heads)
         inter = int(config.get("intermediate_size") or 4 * hidden)
+        per_layer = int(config.get("vocab_size_per_layer_input") or vocab) * int(
+            config.get("hidden_size_per_layer_input") or 0
+        )
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return 0
     attention = hidden * head_dim * (2 * heads + 2 * kv)
     mlp = 3 * hidden * inter
     embeddings = vocab * hidden * (1 if config.get("tie_word_embeddings", True) else 2)
-    try:
-        per_layer = int(config.get("vocab_size_per_layer_input") or vocab) * int(
-            config.get("hidden_size_per_layer_input") or 0
-        )
-    except (TypeError, ValueError):
-        per_layer = 0
     return max(0, layers * (attention + mlp + per_layer) + embeddings)
 
 

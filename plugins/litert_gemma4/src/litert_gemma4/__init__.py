@@ -11,9 +11,9 @@ dense text models) is traced with the eager experts implementation the exporter 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from litert import (
+    Checkpoint,
     Claim,
     ExportSettings,
     LitertError,
@@ -87,7 +87,7 @@ markers are the tokenizer's `soc_token` / `eoc_token`, as litert-torch's Gemma 4
 and transformers' response parser name them; these are their defaults."""
 
 
-def reasoning_tags(checkpoint: Any) -> tuple[str, str] | None:
+def reasoning_tags(checkpoint: Checkpoint) -> tuple[str, str] | None:
     """The thought channel's opening and closing text, when the tokenizer has its markers."""
     config = checkpoint.read_json("tokenizer_config.json") or {}
     named = config.get("extra_special_tokens")
