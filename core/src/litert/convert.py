@@ -432,7 +432,12 @@ def _disk_full(exc: BaseException) -> Path | None:
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
             name = getattr(seen, "filename", None)
-            return Path(name).parent if name else Path(tempfile.gettempdir())
+            if not name:
+                return Path(tempfile.gettempdir())
+            # a file in this conversion's work directory: name TMPDIR, which the user chose
+            where = Path(name).parent
+            tmp = Path(tempfile.gettempdir())
+            return tmp if where.parent == tmp and where.name.startswith("litert-convert-") else where
         if "No space left on device" in str(seen):
             return Path(tempfile.gettempdir())
         seen = seen.__cause__ or seen.__context__

@@ -4,6 +4,11 @@ The export writes the float model into the work directory (under TMPDIR) at 4 by
 parameter, the quantizer writes its result beside it, and the bundle then goes next to
 the output. For an 8B model that is 33 GB of float model: refusing at the start, in one
 line, beats failing after minutes of export (which is also caught, `convert._disk_full`).
+
+One write cannot be caught once it starts: the converter's own writer of the float model
+(LLVM's) ends the whole process with exit status 1 when the disk fills under it, saying
+so only in the captured log, which is on that same full disk. So that write is checked
+just before it starts (`ensure_room`), against the bytes it is about to write.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ BYTES_PER_PARAM = {
 }
 """The final model's size per parameter for each recipe (weights and their scales)."""
 
+WORK_SLACK = 16 * 1024 * 1024
+"""Work-directory bytes beside the models: the captured logs, the compilers' caches, the
+flatbuffer's own structure. Nothing a real model notices; a tiny one would otherwise be
+let through into a TMPDIR a few kilobytes too small, where the writer above fails."""
+
 
 def needed(params: int, quantize: str, processes: int = 1) -> tuple[int, int]:
     """(work directory, output directory) bytes a conversion of `params` parameters needs at its peak.
@@ -34,7 +44,7 @@ def needed(params: int, quantize: str, processes: int = 1) -> tuple[int, int]:
     """
     final = BYTES_PER_PARAM.get(quantize, 4.0) * params
     work = 4 * params + (final if quantize != "none" else 0)  # the float model, the quantized one beside it
-    return int(max(work, 4 * params * processes)), int(final)
+    return int(max(work, 4 * params * processes) + WORK_SLACK), int(final)
 
 
 def room_for(params: int, quantize: str, processes: int) -> bool:
@@ -78,6 +88,17 @@ def check_disk(params: int, quantize: str, output: Path) -> None:
                 f"and {human_size(free)} is free",
                 "free some space, or point TMPDIR (the work files) or -o (the bundle) at a larger disk",
             )
+
+
+def ensure_room(path: Path, nbytes: int) -> None:
+    """Raise "no space left on device" for `path` before a native writer that cannot report
+    it (see above) starts writing about `nbytes` there."""
+    import errno
+    import shutil
+
+    free = shutil.disk_usage(path.parent).free
+    if nbytes + WORK_SLACK // 16 > free:  # a megabyte of margin for the flatbuffer's structure
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
 def probe_write(directory: Path) -> None:

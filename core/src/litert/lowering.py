@@ -145,8 +145,13 @@ def lower(
     if CLASSIC or not by_quantizer:
         if streamed is not None:
             raise streaming.NotStreamable(f"{settings.quantize} quantizes while lowering, from the weights' values")
+        from litert.disk import BYTES_PER_PARAM, ensure_room
+
         with torch.inference_mode(False):
-            edge.convert(quant_config=quant_config).export(str(path))
+            model = edge.convert(quant_config=quant_config)
+        # the writer ends the process on a full disk: the weights at the recipe's size fit first
+        ensure_room(path, int(_weight_bytes(edge._signatures) * BYTES_PER_PARAM.get(settings.quantize, 4.0) / 4))
+        model.export(str(path))
         return Lowered(path)
 
     signatures = edge._signatures
@@ -226,6 +231,8 @@ def _lower_signatures(signatures: list[Any], streamed: Any, path: Path, step: Ca
     import torch
     from litert_torch._convert import core, litert_converter
 
+    from litert.disk import ensure_room
+
     watch = streaming.watching_lowering(streamed) if streamed is not None else contextlib.nullcontext()
     with torch.inference_mode(False), watch:
         programs = []
@@ -237,9 +244,24 @@ def _lower_signatures(signatures: list[Any], streamed: Any, path: Path, step: Ca
             programs, signatures, lightweight_conversion=True, runtime_constant_folding=False
         )
     del programs
+    ensure_room(path, _weight_bytes(signatures))  # the writer ends the process on a full disk
     exporter.to_file(str(path))
     del exporter
     release_traced_graphs()
+
+
+def _weight_bytes(signatures: list[Any]) -> int:
+    """The bytes of the weights the signatures' modules hold, each storage counted once (tied
+    and shared weights are one constant in the flatbuffer): about the float model's size."""
+    seen: dict[int, int] = {}
+    for sig in signatures:
+        module = getattr(sig, "module", None)
+        if module is None:
+            continue
+        for tensor in [*module.parameters(), *module.buffers()]:
+            storage = tensor.untyped_storage()
+            seen[storage.data_ptr() or id(storage)] = storage.nbytes()
+    return sum(seen.values())
 
 
 @contextlib.contextmanager
