@@ -85,7 +85,8 @@ def test_sliding_window_greedy_parity_with_transformers(gemma3_bundle: Path, tin
         for _ in range(new):
             seq.append(int(model(torch.tensor([seq])).logits[0, -1].argmax()))
     ref_tokens = seq[len(ids) :]
-    ours = BundleModel(gemma3_bundle).greedy(ids, new)
+    with BundleModel(gemma3_bundle) as bundle:
+        ours = bundle.greedy(ids, new)
     assert len(ours) == len(ref_tokens) == new
     assert ours == ref_tokens
     # The continuation is the trained answer: the window did not garble the question.

@@ -646,7 +646,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         from litert.disk import check_disk
         from litert.memory import model_parameters
 
-        check_disk(model_parameters(ckpt), plan.settings.quantize, output)
+        check_disk(model_parameters(ckpt), plan.settings.quantize, output, verify=options.verify)
         workdir = Path(tempfile.mkdtemp(prefix=f"litert-convert-{os.getpid()}-"))
         # Written and verified beside the output under a name of its own, moved into place only
         # when it is stored: a conversion killed at any point (even by SIGKILL, during
@@ -677,7 +677,7 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     progress.stage("Verifying against transformers"),
                     captured_native_output(workdir / "verify.log", enabled=not options.verbose),
                 ):
-                    report = verify(ckpt.path, staged, tokens=16, quick=True)
+                    report = verify(ckpt.path, staged, tokens=16, quick=True, workdir=workdir)
                     # The parity report travels inside the bundle: written again with it (the same
                     # model bytes; deterministic, so re-conversions stay byte-identical).
                     contents.summary["parity"] = {**report.as_json(), "bundle": None, "checkpoint": None}

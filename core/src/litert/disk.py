@@ -36,15 +36,18 @@ flatbuffer's own structure. Nothing a real model notices; a tiny one would other
 let through into a TMPDIR a few kilobytes too small, where the writer above fails."""
 
 
-def needed(params: int, quantize: str, processes: int = 1) -> tuple[int, int]:
+def needed(params: int, quantize: str, processes: int = 1, verify: bool = False) -> tuple[int, int]:
     """(work directory, output directory) bytes a conversion of `params` parameters needs at its peak.
 
     With two export processes each writes its half of the signatures as a float model with
     every weight in it, so both halves (4 bytes per parameter each) exist at once.
+    Verification keeps the final model in the work directory and writes XNNPACK's packed
+    copy of its weights beside it (about the same size; `litert.tflite_runner`).
     """
     final = BYTES_PER_PARAM.get(quantize, 4.0) * params
     work = 4 * params + (final if quantize != "none" else 0)  # the float model, the quantized one beside it
-    return int(max(work, 4 * params * processes) + WORK_SLACK), int(final)
+    work = max(work, 4 * params * processes, 2 * final if verify else 0)
+    return int(work + WORK_SLACK), int(final)
 
 
 def room_for(params: int, quantize: str, processes: int) -> bool:
@@ -67,17 +70,18 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def check_disk(params: int, quantize: str, output: Path) -> None:
+def check_disk(params: int, quantize: str, output: Path, verify: bool = False) -> None:
     """Raise LitertError when TMPDIR or the output's disk cannot hold what the conversion writes."""
     import shutil
 
     from litert.console import human_size
 
     work_dir, out_dir = Path(tempfile.gettempdir()), _existing(output.resolve().parent)
-    work, final = needed(params, quantize)
+    work, final = needed(params, quantize, verify=verify)
     if _device(work_dir) == _device(out_dir):
-        # the model file and the bundle coexist while the bundle is written
-        places = [(work_dir, max(work, 2 * final), "the work files and the bundle")]
+        # the model file and the bundle coexist while the bundle is written (and verified:
+        # with the packed weights beside them)
+        places = [(work_dir, max(work, (3 if verify else 2) * final + WORK_SLACK), "the work files and the bundle")]
     else:
         places = [(work_dir, work, "the work files"), (out_dir, final, "the bundle")]
     for where, need, what in places:

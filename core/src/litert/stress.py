@@ -480,7 +480,8 @@ def compare_native(plugin: str, path: Path, workdir: Path) -> Comparison:
             os.environ["LITERT_HOME"] = saved
     import torch
 
-    ours = torch.from_numpy(BundleModel(done.path).next_token_logits(ids))
+    with BundleModel(done.path, workdir=workdir) as bundle:
+        ours = torch.from_numpy(bundle.next_token_logits(ids))
     ref = reference_logits(path, ids)
     if ours.shape != ref.shape:
         raise LitertError(f"the bundle's logits have shape {tuple(ours.shape)}, transformers' {tuple(ref.shape)}")

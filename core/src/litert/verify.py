@@ -324,8 +324,11 @@ def _runtime_answer(engine: Any, messages: list[dict[str, str]] | str, tokens: i
         conversation.close()
 
 
-def verify(checkpoint_dir: Path, bundle_path: Path, tokens: int = 32, quick: bool = False) -> ParityReport:
-    """Measure `bundle_path` against the transformers model in `checkpoint_dir`."""
+def verify(
+    checkpoint_dir: Path, bundle_path: Path, tokens: int = 32, quick: bool = False, workdir: Path | None = None
+) -> ParityReport:
+    """Measure `bundle_path` against the transformers model in `checkpoint_dir`; the bundle's
+    packed weights go to a temporary directory in `workdir` (default: TMPDIR) meanwhile."""
     import gc
 
     import numpy as np
@@ -373,14 +376,12 @@ def verify(checkpoint_dir: Path, bundle_path: Path, tokens: int = 32, quick: boo
     gc.collect()
 
     # 2. Teacher-forced through the bundle's .tflite, on the reference's own continuation.
-    bundle_model = BundleModel(bundle_path)
     forced = []
-    for (_, _, ids), (ref_tokens, _) in zip(prompts, references, strict=True):
-        bundle_model.reset()
-        bundle_model.prefill(ids[:-1])
-        forced.append(np.stack([bundle_model.step(t) for t in [ids[-1], *ref_tokens[:-1]]]))
-    del bundle_model
-    gc.collect()
+    with BundleModel(bundle_path, workdir=workdir) as bundle_model:
+        for (_, _, ids), (ref_tokens, _) in zip(prompts, references, strict=True):
+            bundle_model.reset()
+            bundle_model.prefill(ids[:-1])
+            forced.append(np.stack([bundle_model.step(t) for t in [ids[-1], *ref_tokens[:-1]]]))
 
     # 3. Free-running through the runtime, as the user will run it.
     import litert_lm
