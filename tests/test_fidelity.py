@@ -272,7 +272,7 @@ def test_nonsense_weights_and_configs_are_refused_at_planning(case: str, tmp_pat
 
 def test_memory_estimate_follows_what_config_json_builds(tiny_qwen3: Path) -> None:
     from litert.checkpoint import load_checkpoint
-    from litert.memory import config_parameter_count, estimate_peak_bytes
+    from litert.memory import config_parameter_count, estimate_peak_bytes, stored_bytes
 
     qwen3_0_6b = dict(
         hidden_size=1024, num_hidden_layers=28, vocab_size=151936, num_attention_heads=16,
@@ -283,6 +283,9 @@ def test_memory_estimate_follows_what_config_json_builds(tiny_qwen3: Path) -> No
     huge = type(ckpt)(path=ckpt.path, config={**ckpt.config, "num_hidden_layers": 100000}, source="huge")
     # 3.7 B parameters from 2 layers' files: the quantizer alone holds 1.4 bytes of each
     assert estimate_peak_bytes(huge) > estimate_peak_bytes(ckpt) + 4e9
+    # Verifying holds the float32 reference (4 bytes each), and its files' bytes while it loads.
+    assert estimate_peak_bytes(huge) >= 4 * config_parameter_count(huge.config) + stored_bytes(ckpt)
+    assert estimate_peak_bytes(huge, verify=False) < 4 * config_parameter_count(huge.config)
     # A multimodal config.json is counted by its text_config, per-layer embedding table
     # included: bench/native.py's E2B-shaped Gemma 4 of 5 layers holds 0.934 B parameters.
     e2b_5_layers = {"architectures": ["Gemma4ForConditionalGeneration"], "text_config": dict(

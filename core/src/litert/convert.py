@@ -671,7 +671,10 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     size = write_bundle(staged, contents, workdir)
             report = None
             if options.verify:
+                from litert.memory import release_freed_memory
                 from litert.verify import verify
+
+                release_freed_memory()  # what the export and the quantizer freed, before the reference
 
                 with (
                     progress.stage("Verifying against transformers"),

@@ -329,7 +329,6 @@ def verify(
 ) -> ParityReport:
     """Measure `bundle_path` against the transformers model in `checkpoint_dir`; the bundle's
     packed weights go to a temporary directory in `workdir` (default: TMPDIR) meanwhile."""
-    import gc
 
     import numpy as np
     import torch
@@ -337,6 +336,7 @@ def verify(
 
     from litert.bundle import read_bundle
     from litert.checkpoint import load_checkpoint
+    from litert.memory import release_freed_memory
     from litert.runtime import open_engine
     from litert.tflite_runner import BundleModel
 
@@ -373,7 +373,7 @@ def verify(
         raise LitertError(f"transformers cannot load {checkpoint_dir}: {exc}", "pass the original checkpoint") from exc
     references = [_reference_greedy(model, ids, tokens) for _, _, ids in prompts]
     del model
-    gc.collect()
+    release_freed_memory()
 
     # 2. Teacher-forced through the bundle's .tflite, on the reference's own continuation.
     forced = []
@@ -382,6 +382,7 @@ def verify(
             bundle_model.reset()
             bundle_model.prefill(ids[:-1])
             forced.append(np.stack([bundle_model.step(t) for t in [ids[-1], *ref_tokens[:-1]]]))
+    release_freed_memory()
 
     # 3. Free-running through the runtime, as the user will run it.
     import litert_lm
