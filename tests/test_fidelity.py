@@ -270,7 +270,7 @@ def test_nonsense_weights_and_configs_are_refused_at_planning(case: str, tmp_pat
     assert "Building the model" not in result.stderr
 
 
-def test_memory_estimate_follows_what_config_json_builds(tiny_qwen3: Path) -> None:
+def test_memory_estimate_follows_what_config_json_builds(tiny_qwen3: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from litert.checkpoint import load_checkpoint
     from litert.memory import config_parameter_count, estimate_peak_bytes, stored_bytes
 
@@ -286,6 +286,15 @@ def test_memory_estimate_follows_what_config_json_builds(tiny_qwen3: Path) -> No
     # Verifying holds the float32 reference (4 bytes each), and its files' bytes while it loads.
     assert estimate_peak_bytes(huge) >= 4 * config_parameter_count(huge.config) + stored_bytes(ckpt)
     assert estimate_peak_bytes(huge, verify=False) < 4 * config_parameter_count(huge.config)
+    # Where only verifying does not fit, the refusal says how to convert anyway.
+    from litert.errors import LitertError
+    from litert.memory import check_memory
+
+    monkeypatch.setenv("LITERT_MEMORY_LIMIT", f"{(estimate_peak_bytes(huge, verify=False) + 1e9) / 1e9:.0f}GB")
+    with pytest.raises(LitertError) as refused:
+        check_memory(huge, verify=True)
+    assert "`--no-verify` converts within about" in refused.value.hint
+    check_memory(huge, verify=False)
     # A multimodal config.json is counted by its text_config, per-layer embedding table
     # included: bench/native.py's E2B-shaped Gemma 4 of 5 layers holds 0.934 B parameters.
     e2b_5_layers = {"architectures": ["Gemma4ForConditionalGeneration"], "text_config": dict(

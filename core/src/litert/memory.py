@@ -163,10 +163,16 @@ def check_memory(checkpoint: Checkpoint, verify: bool = True, native: bool = Fal
             if limit
             else (f"{available / GB:.1f} GB is available")
         )
+        export = estimate_peak_bytes(checkpoint, False, native) if verify else needed
+        hint = (
+            f"verifying is what does not fit (transformers' float32 reference); `--no-verify` converts within "
+            f"about {export / GB:.1f} GB, and `litert verify` checks the bundle later on a larger machine"
+            if export <= available
+            else "close other programs or convert on a machine with more memory"
+        )
         raise LitertError(
             f"converting {checkpoint.source or checkpoint.path} needs about {needed / GB:.1f} GB of memory and {have}",
-            "close other programs or convert on a machine with more memory (LITERT_MEMORY_LIMIT sets the "
-            "budget; the estimate is explained in docs/performance.md)",
+            f"{hint} (LITERT_MEMORY_LIMIT sets the budget; the estimate is explained in docs/performance.md)",
         )
     return needed, available
 
