@@ -304,3 +304,14 @@ def test_a_log_on_a_full_disk_gives_stderr_back(tmp_path: Path) -> None:
     # (conftest drops PYTHONUNBUFFERED: Python's streams are buffered, as in a shell)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "error: the library failed\n")
+
+
+def test_verify_with_no_room_for_the_packed_weights(tmp_path: Path, tiny_qwen3: Path, qwen3_bundle: Path) -> None:
+    """Teacher-forcing packs the bundle's weights into a cache file in TMPDIR; XNNPACK aborts
+    the process (SIGABRT, not a word, its directory left) when that disk fills under it. With
+    no room the weights are packed in memory instead, and verify answers as usual."""
+    with tmpfs(tmp_path / "small-tmp", "40k") as tmp:
+        result = run_cli("verify", tiny_qwen3, qwen3_bundle, home=tmp_path / "home", env={"TMPDIR": str(tmp)})
+        assert result.returncode == 0, result.stderr
+        assert re.search(r"^parity: top-1 .* — pass$", result.stdout, re.M), result.stdout
+        assert list(tmp.glob("litert-*")) == [], list(tmp.iterdir())

@@ -42,10 +42,16 @@ class _Model:
     """One .tflite of the bundle as a LiteRT compiled model, its packed weights in a file."""
 
     def __init__(self, data: bytes, weight_cache: Path, num_threads: int) -> None:
+        import shutil
+
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.options import CpuOptions, Options
 
-        options = Options(cpu_options=CpuOptions(num_threads=num_threads, xnnpack_weight_cache_path=str(weight_cache)))
+        # XNNPACK aborts the process when the cache file's disk fills under it: without room
+        # for the packed copy (about the model's size), the weights are packed in memory.
+        room = shutil.disk_usage(weight_cache.parent).free >= len(data) * 1.1 + (1 << 20)
+        cache = str(weight_cache) if room else ""
+        options = Options(cpu_options=CpuOptions(num_threads=num_threads, xnnpack_weight_cache_path=cache))
         self.compiled = CompiledModel.from_buffer(data, options=options)
         self.signatures = self.compiled.get_signature_list()
 
