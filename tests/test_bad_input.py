@@ -183,3 +183,22 @@ def test_not_enough_disk_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(LitertError, match=r"converting needs about [\d.]+ GB of disk for the work files") as exc:
         check_disk(free, "dynamic_int8", tmp_path / "deep" / "huge.litertlm")  # 5 bytes per parameter
     assert "point TMPDIR" in exc.value.hint
+
+
+@pytest.mark.parametrize(
+    ("message", "hint"),
+    [
+        ("INTERNAL: Task failed with state: 7", "longer than the bundle's context"),
+        ("Input token ids are too long. Exceeding the maximum number of tokens allowed", "--kv-cache-max-len"),
+        ("INTERNAL: Failed to allocate tensors", "could not set the model up"),
+        ("UNKNOWN: something the runtime says", "the runtime's log is in"),
+    ],
+)
+def test_a_runtime_failure_names_the_cause_its_message_points_to(message: str, hint: str) -> None:
+    # "the prompt may be longer than the context" was said for every failure, also where the
+    # runtime could not allocate the model at all (the int4 zero-scale bundles).
+    from litert.runtime import _generation_failed
+
+    error = _generation_failed(RuntimeError(message))
+    assert error.message == f"generation failed: {message}"
+    assert hint in error.hint

@@ -261,10 +261,22 @@ class _ContextFull(Exception):
 
 
 def _generation_failed(exc: Exception) -> LitertError:
-    return LitertError(
-        f"generation failed: {exc}",
-        "the prompt may be longer than the bundle's context; shorten it or reconvert with a larger --kv-cache-max-len",
-    )
+    """The runtime's failure in one line, with the hint its message points to: a context
+    that ran out, a model the runtime could not set up, or neither (then: its log)."""
+    message = str(exc)
+    if "allocate" in message.lower():
+        hint = (
+            "the runtime could not set the model up (its log is in $LITERT_HOME/logs); "
+            "`litert verify` checks the bundle, and converting it again with the defaults usually mends it"
+        )
+    elif any(marker in message for marker in ("Task failed with state", *CONTEXT_FULL_MARKERS)):
+        hint = (
+            "the prompt may be longer than the bundle's context; shorten it or reconvert with a larger "
+            "--kv-cache-max-len"
+        )
+    else:
+        hint = "the runtime's log is in $LITERT_HOME/logs; `litert verify` checks the bundle"
+    return LitertError(f"generation failed: {message}", hint)
 
 
 def continue_raw(engine: Any, sampler_config: Any, text: str, cap: int | None) -> Iterator[str]:
