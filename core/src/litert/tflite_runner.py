@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -96,6 +97,8 @@ class BundleModel:
         if "tf_lite_prefill_decode" not in models:
             raise LitertError(f"{path} has no prefill/decode model", "reconvert the model")
         self._dir = Path(tempfile.mkdtemp(prefix="litert-weights-", dir=workdir))
+        # removed when closed, or when the object goes without being closed
+        self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, True)
         try:
             main = models.pop("tf_lite_prefill_decode")
             self.model = _Model(info.read(main), self._dir / "model.xnnpack_cache", num_threads)
@@ -143,7 +146,7 @@ class BundleModel:
         self.kv = self._kv_next = {}
         self.model = self.embedders = None  # type: ignore[assignment]
         gc.collect()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self._remove_dir()
 
     def reset(self) -> None:
         for name, buf in self.kv.items():
