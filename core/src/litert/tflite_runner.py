@@ -43,8 +43,6 @@ class _Model:
     """One .tflite of the bundle as a LiteRT compiled model, its packed weights in a file."""
 
     def __init__(self, data: bytes, weight_cache: Path, num_threads: int) -> None:
-        import shutil
-
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.options import CpuOptions, Options
 
