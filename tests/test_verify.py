@@ -166,3 +166,45 @@ def test_failed_bundle_is_kept_marked_failed_and_run_warns(mismatched: tuple[Pat
     run = run_cli("run", "mismatched", "-p", "Hi", "--max-tokens", "4", home=home)
     assert run.returncode == 0
     assert "warning: this bundle failed its parity check" in run.stderr
+
+
+TINY_FAMILIES = ["qwen3", "gemma3", "llama", "phi3", "qwen2", "gemma4", "lfm2"]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_reference_loaded_as_stored_is_transformers_float32_model_to_the_bit(dtype: str, tmp_path: Path) -> None:
+    """The reference is loaded in the checkpoint's 16-bit type and cast to float32 (a lower
+    peak than transformers' own float32 load); it must be that same model: every parameter
+    and buffer, and the logits, on each family's tiny checkpoint stored in `dtype`."""
+    import importlib
+
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForCausalLM
+
+    from litert.checkpoint import load_checkpoint
+    from litert.verify import _stored_float_dtype, load_reference
+
+    for family in TINY_FAMILIES:
+        package = Path(importlib.import_module(f"litert_{family}").__file__).parent / "tiny"
+        tiny = next(p for p in package.iterdir() if (p / "config.json").is_file())
+        ckpt_dir = shutil.copytree(tiny, tmp_path / family)
+        for f in ckpt_dir.glob("*.safetensors"):
+            state = load_file(f)
+            cast = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v for k, v in state.items()}
+            save_file(cast, f, metadata={"format": "pt"})
+        config = json.loads((ckpt_dir / "config.json").read_text())
+        config.pop("torch_dtype", None)
+        (ckpt_dir / "config.json").write_text(json.dumps({**config, "dtype": dtype}))
+        ckpt = load_checkpoint(ckpt_dir)
+        assert _stored_float_dtype(ckpt) in ("BF16", "F16")
+        ours = load_reference(ckpt)
+        theirs = AutoModelForCausalLM.from_pretrained(ckpt_dir, dtype=torch.float32, attn_implementation="eager").eval()
+        a, b = ours.state_dict(), theirs.state_dict()
+        assert a.keys() == b.keys(), family
+        assert [k for k in a if a[k].dtype != b[k].dtype or not torch.equal(a[k], b[k])] == [], family
+        buffers = dict(theirs.named_buffers())
+        assert all(torch.equal(v, buffers[k]) and v.dtype == buffers[k].dtype for k, v in ours.named_buffers()), family
+        ids = torch.tensor([[2, 5, 7, 11, 13, 17, 19, 23]])
+        with torch.no_grad():
+            assert torch.equal(ours(ids).logits, theirs(ids).logits), family
