@@ -48,11 +48,11 @@ per-layer table) needs more than 50 GB this way."""
 VERIFY_BASE_BYTES = 1.5 * GB
 VERIFY_BYTES_PER_PARAM = 4.0
 """Verification holds one model at a time (litert.verify), and the largest is transformers'
-float32 reference: 4 bytes per parameter, and while it loads, the checkpoint's own bytes
-as well (read from the files and cast; `stored_bytes`), beside the libraries and what the
-export left. Measured on the default command for Qwen3-0.6B (bf16, 2026-12-03): 5.11 GB,
-the reference's load its peak (estimate 1.5 + 2.4 + 1.2 = 5.1 GB); the bundle's stages
-after it stay lower (teacher-forced 3.2 GB, the runtime 2.3 GB, verifying on its own)."""
+float32 reference: 4 bytes per parameter, plus what its load casts and its forward on the
+long prompt hold, counted as the checkpoint's file bytes again (`stored_bytes`), beside the
+libraries and what the export left. Measured on the default command for Qwen3-0.6B (bf16,
+2026-12-03, docs/performance.md): 4.63 GB (estimate 1.5 + 2.4 + 1.2 = 5.1 GB); the bundle's
+stages stay lower (teacher-forced 3.15 GB, the runtime 1.9 GB, verifying on its own)."""
 
 
 def stored_bytes(checkpoint: Checkpoint) -> int:
