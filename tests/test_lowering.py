@@ -50,7 +50,7 @@ def test_export_is_byte_identical_to_upstream_lightweight_conversion(
     quantize: str, tiny_qwen3: Path, tmp_path: Path
 ) -> None:
     from litert.lowering import lower, share_quantization_parameters
-    from litert.lowering import quantize as apply_recipe
+    from litert.quantizing import quantize as apply_recipe
 
     settings = ExportSettings(prefill_lengths=(8,), kv_cache_max_len=128, quantize=quantize)
     (tmp_path / "ours").mkdir()

@@ -570,7 +570,8 @@ def export_step(
     """Steps 3 and 4: build the model through the plugin, lower it to a float .tflite
     (streamed weights, on two processes where it pays), quantize; the prefill/decode
     .tflite, and the other models (path, section type) a transformers-native export made."""
-    from litert.lowering import Rebuild, export_processes, lower, planned_steps, quantize
+    from litert.lowering import Rebuild, export_processes, lower, planned_steps
+    from litert.quantizing import quantize
 
     s = plan.settings
     with failing_as("building the model", workdir), progress.stage("Building the model"), streaming.streaming():

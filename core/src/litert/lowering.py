@@ -56,6 +56,9 @@ class Lowered:
     path: Path
     recipe: Any = None
     """An ai-edge-quantizer recipe, or None when `path` is already the final model."""
+    streamed: Any = None
+    """The `StreamedWeights` whose markers are still in `path`, to be quantized from the
+    checkpoint (litert.quantizing); None when the float model holds its weights."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +99,13 @@ def export_processes(module: Any, quantize: str) -> int:
 
 
 def planned_steps(settings: ExportSettings, streamed: bool, parallel: bool) -> int:
-    """How many times `lower` and `quantize` call `step` (for the progress display)."""
+    """How many times `lower` and `quantize` call `step` (for the progress display): with
+    streamed weights, "writing the weights" is a step of its own unless the recipe takes
+    them from the checkpoint while quantizing (every recipe but none and fp16)."""
     signatures = len(settings.prefill_lengths) + 1
     traced_here = (signatures + 1) // 2 if parallel else signatures
-    return traced_here + 1 + parallel + streamed + (settings.quantize != "none")
+    filled = streamed and settings.quantize in ("none", "fp16")
+    return traced_here + 1 + parallel + filled + (settings.quantize != "none")
 
 
 def lower(
@@ -173,13 +179,19 @@ def lower(
         first.unlink()
     else:
         _lower_signatures(signatures, streamed, float_path, step)
+    from litert_torch.quantize import translate_recipe
+
+    from litert.quantizing import quantizes_from_checkpoint
+
+    recipe = own_recipe or (
+        translate_recipe.translate_to_ai_edge_recipe(quant_config.generative_recipe) if quant_config else None
+    )
+    if streamed is not None and recipe is not None and quantizes_from_checkpoint(recipe):
+        return Lowered(float_path, recipe, streamed)  # the weights go from the checkpoint into the quantizer
     if streamed is not None:
         step("writing the weights")
         streaming.fill(float_path, streamed)
-    from litert_torch.quantize import translate_recipe
-
-    recipe = translate_recipe.translate_to_ai_edge_recipe(quant_config.generative_recipe) if quant_config else None
-    return Lowered(float_path, own_recipe or recipe)
+    return Lowered(float_path, recipe)
 
 
 def _signatures(module: Any, settings: ExportSettings) -> tuple[Any, Any, bool]:
@@ -310,104 +322,6 @@ def release_traced_graphs() -> None:
     from torch.fx.experimental import proxy_tensor
 
     getattr(proxy_tensor, "_FAKE_TENSOR_ID_TO_PROXY_MAP_FOR_EXPORT", {}).clear()
-
-
-def quantize(lowered: Lowered, workdir: Path) -> Path:
-    """Apply the recipe to the float model on disk; return the final .tflite.
-
-    Reading from the file (not from bytes in memory) after the torch model is gone
-    keeps this step below the export's peak (measured: 2.5 GB for Qwen3-0.6B, 5.8 GB
-    for Qwen3-4B's 16 GB float model).
-    """
-    if lowered.recipe is None:
-        return lowered.path
-    path = workdir / "model.tflite"
-    if CLASSIC:  # upstream's call: the quantized model returned as one bytearray, then written
-        from litert_torch.quantize import translate_recipe
-
-        path.write_bytes(translate_recipe.quantize_model(str(lowered.path), lowered.recipe))
-    else:
-        # The same quantizer, given the float model mapped read-only (its own copy-on-write
-        # mapping counts the whole file against the kernel's overcommit limit, and for a file
-        # larger than the machine's memory, 33 GB for an 8B model, it falls back to reading it
-        # all into memory), and serializing into a memory-mapped file as it packs each weight
-        # instead of building the whole quantized model in memory first.
-        import gc
-        import mmap
-
-        from ai_edge_quantizer import quantizer
-
-        with open(lowered.path, "rb") as f:
-            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            try:
-                with _unmapping_read_pages(data), _allocated_output():
-                    quantizer.Quantizer(memoryview(data), lowered.recipe).quantize(serialize_to_path=str(path))
-            finally:
-                gc.collect()  # the quantizer's views into the mapping
-                with contextlib.suppress(BufferError):  # one still held: unmapped when it goes
-                    data.close()
-    lowered.path.unlink()
-    if not CLASSIC:  # the baseline stays upstream's bytes
-        share_quantization_parameters(path)
-    return path
-
-
-@contextlib.contextmanager
-def _allocated_output() -> Iterator[None]:
-    """Make the quantizer allocate its memory-mapped output file's blocks before writing into it.
-
-    Writing through a mapping into a file whose disk is full kills the process with SIGBUS;
-    allocated first, a full disk is an ordinary "no space left on device" error instead.
-    """
-    import os
-
-    from ai_edge_litert.tools import mmap_utils
-
-    original = mmap_utils.get_mapped_buffer
-
-    def allocated(path: Any, size: int) -> Any:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT)
-        try:
-            os.truncate(fd, 0)
-            if size:
-                os.posix_fallocate(fd, 0, size)
-        finally:
-            os.close(fd)
-        return original(path, size)
-
-    mmap_utils.get_mapped_buffer = allocated
-    try:
-        yield
-    finally:
-        mmap_utils.get_mapped_buffer = original
-
-
-@contextlib.contextmanager
-def _unmapping_read_pages(data: Any, every: float = 1.0) -> Iterator[None]:
-    """Unmap the pages of `data` (a read-only shared file mapping) already read, every `every` s.
-
-    The quantizer reads each float weight once; every page it touched would stay mapped,
-    and so count in the process's resident set, until the mapping is closed (for an 8B
-    model the float file is 33 GB, more than the machine's memory: the kernel would be
-    evicting them under pressure). Dropping them from the mapping leaves the data where it
-    is (the file, the page cache) and a later read faults it back in.
-    """
-    import mmap
-    import threading
-
-    stop = threading.Event()
-
-    def drop() -> None:
-        while not stop.wait(every):
-            data.madvise(mmap.MADV_DONTNEED)
-
-    thread = threading.Thread(target=drop, name="litert-unmap", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _positive_block_scales(model: Any, path: Path) -> int:

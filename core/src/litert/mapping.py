@@ -82,17 +82,34 @@ def mapped_blocks(config: Any, loader: Any, state: Any) -> Iterator[dict[str, An
     (device "meta", for streamed weights) stay so through the mapping, even when fused
     with a tensor that was read.
     """
-    with _MetaWins():
-        outer = _Capture(config)
-        loader.load(outer, strict=False)
-    yield outer.state
+    yield mapped_group(config, loader, state, None)
     for i in range(config.num_layers):
-        block: dict[str, Any] = {}
-        with _MetaWins():
-            loader._map_norm(i, config, state, block)
-            loader._map_feedforward(i, config, state, block)
-            loader._map_attention(i, config, state, block)
-        yield block
+        yield mapped_group(config, loader, state, i)
+
+
+def mapped_group(config: Any, loader: Any, state: Any, block: int | None) -> dict[str, Any]:
+    """One group of `mapped_blocks`: transformer block number `block`, or with None the
+    embedding, final norm and LM head."""
+    mapped: dict[str, Any] = {}
+    with _MetaWins():
+        if block is None:
+            outer = _Capture(config)
+            loader.load(outer, strict=False)
+            return outer.state
+        loader._map_norm(block, config, state, mapped)
+        loader._map_feedforward(block, config, state, mapped)
+        loader._map_attention(block, config, state, mapped)
+    return mapped
+
+
+_BLOCK = re.compile(r"(?:^|\.)transformer_blocks\.(\d+)\.")
+
+
+def group_of(name: str) -> int | None:
+    """The `mapped_group` a model parameter's value comes from: its transformer block's
+    number, or None for the embedding, final norm and LM head."""
+    found = _BLOCK.search(name)
+    return int(found.group(1)) if found else None
 
 
 def _MetaWins() -> Any:

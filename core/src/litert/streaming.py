@@ -164,11 +164,22 @@ def watching_lowering(streamed: StreamedWeights) -> Iterator[None]:
 
 def marked_buffers(path: Path) -> dict[int, tuple[int, int]]:
     """Marker number -> (file offset, size) of each buffer in the .tflite that starts with a marker."""
+    found: dict[int, tuple[int, int]] = {}
+    for index, places in marked_places(path).items():
+        if len(places) > 1:
+            raise NotStreamable(f"marker {index} appears twice in the float model")
+        found[index] = places[0]
+    return found
+
+
+def marked_places(path: Path) -> dict[int, list[tuple[int, int]]]:
+    """Marker number -> (file offset, size) of every buffer in the .tflite that starts with
+    it (a quantized model may hold more than one float copy of a weight)."""
     import mmap
 
     from ai_edge_litert import schema_py_generated as schema
 
-    found: dict[int, tuple[int, int]] = {}
+    found: dict[int, list[tuple[int, int]]] = {}
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         model = schema.Model.GetRootAs(data, 0)
         for i in range(model.BuffersLength()):
@@ -184,26 +195,26 @@ def marked_buffers(path: Path) -> dict[int, tuple[int, int]]:
                 continue
             index = marker_index(data[start : start + _MARKER.size])
             if index is not None:
-                if index in found:
-                    raise NotStreamable(f"marker {index} appears twice in the float model")
-                found[index] = (start, size)
+                found.setdefault(index, []).append((start, size))
         del model, buffer
     return found
 
 
-def fill(path: Path, streamed: StreamedWeights) -> None:
-    """Write the checkpoint's values of every streamed parameter into the float model at `path`."""
+def fill(path: Path, streamed: StreamedWeights, only: set[str] | None = None) -> None:
+    """Write the checkpoint's values of every streamed parameter (or those named in `only`,
+    the rest being already written) into the model at `path`."""
 
     from litert.mapping import checkpoint_state, mapped_blocks
 
     missing = [n for n in streamed.names if n not in streamed.used]
     if missing:
         raise NotStreamable(f"the lowering did not use parameter {missing[0]} as it is")
-    found = marked_buffers(path)
-    lost = [n for i, n in enumerate(streamed.names) if i not in found]
-    if lost or len(found) != len(streamed.names):
+    found = marked_places(path) if only is not None else {i: [p] for i, p in marked_buffers(path).items()}
+    wanted = [(i, n) for i, n in enumerate(streamed.names) if only is None or n in only]
+    lost = [n for i, n in wanted if i not in found]
+    if lost or len(found) != len(wanted):
         raise NotStreamable(f"parameter {lost[0] if lost else '?'} is not in the float model as it was marked")
-    where = {streamed.names[i]: place for i, place in found.items()}
+    where = {streamed.names[i]: places for i, places in found.items()}
     state, loader = checkpoint_state(
         streamed.checkpoint, streamed.tensor_names, streamed.tied_lm_head, streamed.unused, split=streamed.split
     )
@@ -212,10 +223,10 @@ def fill(path: Path, streamed: StreamedWeights) -> None:
             for name, tensor in block.items():
                 if name not in where:
                     continue
-                start, size = where.pop(name)
-                if tensor.numel() * 4 != size:
-                    raise NotStreamable(f"parameter {name} has {tensor.numel()} values for a {size}-byte buffer")
-                _write_float32(f.fileno(), tensor, start)
+                for start, size in where.pop(name):
+                    if tensor.numel() * 4 != size:
+                        raise NotStreamable(f"parameter {name} has {tensor.numel()} values for a {size}-byte buffer")
+                    _write_float32(f.fileno(), tensor, start)
             del block
     if where:
         raise NotStreamable(f"the checkpoint mapping gave no values for {next(iter(where))}")

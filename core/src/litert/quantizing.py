@@ -1,0 +1,310 @@
+"""The float model -> the quantized one, through ai-edge-quantizer with the chosen recipe.
+
+Streamed weights (litert.streaming) are still markers in the float model when a min-max
+recipe (dynamic_int8, weight_only_int8, the int4 ones) quantizes it: the quantizer's two
+steps that read a weight's values — its min/max, then its quantized values — are handed
+the checkpoint's values for that weight, read when the quantizer reaches it, and the
+quantized values go into a file that the quantizer reads back as it writes the model.
+Why: filling the float model first and quantizing it after held every quantized weight
+until the end (12.1 GB for Qwen3-8B) and wrote, filled and read back a float file of 4
+bytes per parameter. Here one weight is in memory at a time, in float32 exactly as the
+filled model would have handed it to the quantizer (cast and clamped as the lowering
+clamps), through the quantizer's own functions: the model comes out byte for byte as
+fill-then-quantize makes it (tests/test_quantizing.py). Weights the recipe leaves float
+keep their markers through the quantizer and are filled in its output afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import mmap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from litert import streaming
+from litert.baseline import CLASSIC
+from litert.lowering import Lowered, share_quantization_parameters
+
+
+def quantize(lowered: Lowered, workdir: Path) -> Path:
+    """Apply the recipe to the float model on disk; return the final .tflite.
+
+    Reading from the file (not from bytes in memory) after the torch model is gone keeps
+    this step below the export's peak; with streamed weights and a min-max recipe, the
+    weights come from the checkpoint instead (`from_checkpoint`).
+    """
+    if lowered.recipe is None:
+        return lowered.path
+    path = workdir / "model.tflite"
+    if CLASSIC:  # upstream's call: the quantized model returned as one bytearray, then written
+        from litert_torch.quantize import translate_recipe
+
+        path.write_bytes(translate_recipe.quantize_model(str(lowered.path), lowered.recipe))
+        lowered.path.unlink()
+        return path
+    streamed = lowered.streamed if quantizes_from_checkpoint(lowered.recipe) else None
+    if streamed is not None:
+        try:
+            with from_checkpoint(streamed, workdir) as served:
+                _run_quantizer(lowered.path, lowered.recipe, path, served.mappings)
+            # Weights the recipe leaves float (or a float copy the quantizer made of a weight
+            # it also quantized) kept their markers: filled in the quantized model.
+            left = {streamed.names[i] for i in streaming.marked_places(path)}
+            lost = [n for i, n in enumerate(streamed.names) if i not in served.markers and n not in left]
+            if lost:
+                raise streaming.NotStreamable(f"the quantizer neither quantized nor kept parameter {lost[0]}")
+            if left:
+                streaming.fill(path, streamed, only=left)
+        except Exception as exc:  # the quantizer wraps what its steps raise
+            if not _not_streamable(exc):
+                raise
+            streamed = None  # the float model is still there: filled and quantized as it is
+    if streamed is None:
+        if lowered.streamed is not None:
+            streaming.fill(lowered.path, lowered.streamed)
+        _run_quantizer(lowered.path, lowered.recipe, path, [])
+    lowered.path.unlink()
+    share_quantization_parameters(path)
+    return path
+
+
+def _not_streamable(exc: BaseException | None) -> bool:
+    """Whether `exc` is, or was raised from, `NotStreamable`."""
+    seen = 0
+    while exc is not None and seen < 16:
+        if isinstance(exc, streaming.NotStreamable):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def quantizes_from_checkpoint(recipe: Any) -> bool:
+    """Whether every entry of an ai-edge-quantizer recipe is min-max uniform quantization,
+    whose reads of a weight's values `from_checkpoint` answers (float casting, fp16, reads
+    them another way)."""
+    from ai_edge_quantizer import algorithm_manager
+
+    minmax = algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT
+    entries = recipe if isinstance(recipe, list) else []
+    return bool(entries) and all(e.get("algorithm_key") in (minmax, minmax.value) for e in entries)
+
+
+def _run_quantizer(float_path: Path, recipe: Any, path: Path, mappings: list[Any]) -> None:
+    """ai-edge-quantizer on the float model mapped read-only, serializing into a mapped file.
+
+    Its own copy-on-write mapping counts the whole file against the kernel's overcommit
+    limit, and for a file larger than the machine's memory (33 GB for an 8B model) it falls
+    back to reading it all into memory; and it serializes into a memory-mapped file as it
+    packs each weight instead of building the whole quantized model in memory first. Pages
+    read or written through any of these mappings are unmapped every second (`_unmapping`):
+    the data stays in the file and the page cache, out of the process's resident set.
+    """
+    import gc
+
+    from ai_edge_quantizer import quantizer
+
+    with open(float_path, "rb") as f:
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            output: list[Any] = []
+            with _allocated_output(output), _unmapping(lambda: [data, *output, *mappings]):
+                quantizer.Quantizer(memoryview(data), recipe).quantize(serialize_to_path=str(path))
+            output.clear()
+        finally:
+            gc.collect()  # the quantizer's views into the mapping
+            with contextlib.suppress(BufferError):  # one still held: unmapped when it goes
+                data.close()
+
+
+@dataclasses.dataclass
+class Served:
+    """What `from_checkpoint` answered: the markers it quantized, and the mappings of its file."""
+
+    markers: set[int] = dataclasses.field(default_factory=set)
+    mappings: list[Any] = dataclasses.field(default_factory=list)
+
+
+@contextlib.contextmanager
+def from_checkpoint(streamed: streaming.StreamedWeights, workdir: Path) -> Iterator[Served]:
+    """Within this context, the quantizer's min/max and quantized values of a streamed weight
+    (a float model buffer that starts with a marker) are computed from the checkpoint.
+
+    The quantized values are written to a file in `workdir` and handed back mapped
+    read-only, so the quantizer holds mappings, not memory, until it serializes.
+    """
+    import numpy as np
+    from ai_edge_quantizer.algorithms.uniform_quantize import common_quantize, uniform_quantize_tensor
+
+    weights = _CheckpointWeights(streamed)
+    served = Served()
+    store = workdir / "quantized-weights.bin"
+    original_min_max = common_quantize.init_tensor_min_max
+    original_quantize = uniform_quantize_tensor.uniform_quantize
+
+    def min_max(tensor_data: Any, op_info: Any) -> Any:
+        index = _marker(tensor_data)
+        if index is None:
+            return original_min_max(tensor_data, op_info)
+        return original_min_max(weights.values(index, tensor_data.shape), op_info)
+
+    def quantized(tensor_data: Any, params: Any, is_blockwise_quant: bool = False) -> Any:
+        index = _marker(tensor_data)
+        if index is None:
+            return original_quantize(tensor_data, params, is_blockwise_quant)
+        values = original_quantize(weights.values(index, tensor_data.shape), params, is_blockwise_quant)
+        served.markers.add(index)
+        out.seek(0, 2)
+        start = -(-out.tell() // 64) * 64
+        out.truncate(start)
+        out.seek(start)
+        values.tofile(out)
+        out.flush()
+        del values
+        view = np.memmap(store, dtype=_dtype_of(params), mode="r", offset=start, shape=tensor_data.shape)
+        served.mappings.append(view._mmap)
+        return view
+
+    with open(store, "w+b") as out:
+        common_quantize.init_tensor_min_max = min_max
+        uniform_quantize_tensor.uniform_quantize = quantized
+        try:
+            yield served
+        finally:
+            common_quantize.init_tensor_min_max = original_min_max
+            uniform_quantize_tensor.uniform_quantize = original_quantize
+            weights.close()
+            served.mappings.clear()
+    store.unlink(missing_ok=True)
+
+
+def _dtype_of(params: Any) -> Any:
+    """The numpy type the quantizer gives quantized values of these parameters."""
+    from ai_edge_quantizer.algorithms.uniform_quantize import uniform_quantize_tensor
+
+    qtype = uniform_quantize_tensor.IntType(params.num_bits, signed=params.signed)
+    return uniform_quantize_tensor._get_numpy_dtype(qtype)
+
+
+def _marker(tensor_data: Any) -> int | None:
+    """The marker number a float32 weight's first values carry, else None."""
+    import numpy as np
+
+    if not isinstance(tensor_data, np.ndarray) or tensor_data.dtype != np.float32 or tensor_data.size < 8:
+        return None
+    return streaming.marker_index(tensor_data.reshape(-1)[:8].tobytes())
+
+
+class _CheckpointWeights:
+    """A streamed parameter's values by marker number, as the filled float model holds them:
+    the checkpoint mapped one group (a transformer block, or the embedding and LM head) at
+    a time, and the last parameter's float32 values kept for the quantizer's second read."""
+
+    def __init__(self, streamed: streaming.StreamedWeights) -> None:
+        from litert.mapping import checkpoint_state
+
+        self.streamed = streamed
+        self.state, self.loader = checkpoint_state(
+            streamed.checkpoint, streamed.tensor_names, streamed.tied_lm_head, streamed.unused, split=streamed.split
+        )
+        self.group: dict[str, Any] = {}
+        self.group_key: Any = ()
+        self.last: tuple[int, Any] | None = None
+
+    def values(self, index: int, shape: tuple[int, ...]) -> Any:
+        """Parameter `index`'s values as float32, shaped as its float model tensor."""
+        import torch
+
+        from litert.mapping import group_of, mapped_group
+
+        if self.last is not None and self.last[0] == index:
+            return self.last[1].reshape(shape)
+        self.last = None
+        name = self.streamed.names[index]
+        key = group_of(name)
+        if key != self.group_key or name not in self.group:
+            self.group = {}
+            self.group = mapped_group(self.streamed.config, self.loader, self.state, key)
+            self.group_key = key
+        tensor = self.group.get(name)
+        if tensor is None or tensor.is_meta:
+            raise streaming.NotStreamable(f"the checkpoint mapping gave no values for {name}")
+        if tensor.numel() != _numel(shape):
+            raise streaming.NotStreamable(f"parameter {name} has {tensor.numel()} values for a tensor of shape {shape}")
+        info = torch.finfo(torch.float32)
+        values = tensor.reshape(-1).to(torch.float32, copy=True).clamp_(min=info.min, max=info.max)  # as the fill does
+        self.last = (index, values.numpy())
+        return self.last[1].reshape(shape)
+
+    def close(self) -> None:
+        self.group, self.last = {}, None
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    count = 1
+    for n in shape:
+        count *= int(n)
+    return count
+
+
+@contextlib.contextmanager
+def _allocated_output(mappings: list[Any]) -> Iterator[None]:
+    """Make the quantizer allocate its memory-mapped output file's blocks before writing into
+    it, and note the mapping in `mappings`.
+
+    Writing through a mapping into a file whose disk is full kills the process with SIGBUS;
+    allocated first, a full disk is an ordinary "no space left on device" error instead.
+    """
+    import os
+
+    from ai_edge_litert.tools import mmap_utils
+
+    original = mmap_utils.get_mapped_buffer
+
+    def allocated(path: Any, size: int) -> Any:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT)
+        try:
+            os.truncate(fd, 0)
+            if size:
+                os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+        mapping = original(path, size)
+        mappings.append(mapping)
+        return mapping
+
+    mmap_utils.get_mapped_buffer = allocated
+    try:
+        yield
+    finally:
+        mmap_utils.get_mapped_buffer = original
+
+
+@contextlib.contextmanager
+def _unmapping(mappings: Callable[[], list[Any]], every: float = 1.0) -> Iterator[None]:
+    """Unmap the pages of `mappings()` (shared file mappings) already touched, every `every` s.
+
+    The quantizer reads each float weight once and writes each quantized one once; every
+    page touched would stay mapped, and so count in the process's resident set, until the
+    mapping is closed (for an 8B model the float file is 33 GB, more than the machine's
+    memory). Dropping them from a shared mapping leaves the data where it is (the file,
+    the page cache) and a later access faults it back in.
+    """
+    import threading
+
+    stop = threading.Event()
+
+    def drop() -> None:
+        while not stop.wait(every):
+            for mapping in mappings():
+                with contextlib.suppress(ValueError, OSError):  # closed meanwhile
+                    mapping.madvise(mmap.MADV_DONTNEED)
+
+    thread = threading.Thread(target=drop, name="litert-unmap", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

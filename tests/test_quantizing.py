@@ -1,0 +1,130 @@
+"""Quantizing streamed weights from the checkpoint (litert.quantizing).
+
+The claim: with a min-max recipe the quantizer is handed each streamed weight's values from
+the checkpoint when it reaches it, and the quantized model comes out byte for byte as
+filling the float model and quantizing it makes it — for every recipe, whether the recipe
+quantizes every weight or leaves some float. As in test_streaming, litert-torch's
+resource-constant size is lowered to 4 KB so that the tiny model's weights stream.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from litert import streaming
+from litert.checkpoint import load_checkpoint
+from litert.plugins import get_plugins
+from litert.types import ExportSettings
+
+
+@pytest.fixture(autouse=True)
+def small_resource_constants(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESOURCE_CONSTANT_NUMEL_THRESHOLD", "4096")
+
+
+def build(path: Path, settings: ExportSettings, streamed: bool):
+    plugins = get_plugins()
+    name, claim = plugins.claim(load_checkpoint(path))
+    with streaming.streaming(streamed):
+        return plugins.call(name, "build_model", claim=claim, settings=settings)
+
+
+def fully_connected_only() -> object:
+    """A recipe that quantizes the linear layers and leaves the embedding lookup float."""
+    from ai_edge_quantizer import algorithm_manager, qtyping, recipe_manager
+
+    rm = recipe_manager.RecipeManager()
+    rm.add_quantization_config(
+        ".*",
+        qtyping.TFLOperationName.FULLY_CONNECTED,
+        qtyping.OpQuantizationConfig(
+            weight_tensor_config=qtyping.TensorQuantizationConfig(
+                num_bits=8, symmetric=True, granularity=qtyping.QuantGranularity.CHANNELWISE
+            ),
+            compute_precision=qtyping.ComputePrecision.INTEGER,
+            explicit_dequantize=False,
+        ),
+        algorithm_manager.AlgorithmName.MIN_MAX_UNIFORM_QUANT,
+    )
+    return rm.get_quantization_recipe()
+
+
+def recipe_for(quantize: str, config: object) -> object:
+    """The ai-edge-quantizer recipe `lower` gives for a --quantize name."""
+    from litert_torch.generative.utilities import converter
+    from litert_torch.quantize import translate_recipe
+
+    from litert.recipes import litert_recipe
+
+    if quantize == "fully connected only":
+        return fully_connected_only()
+    if own := litert_recipe(quantize):
+        return own
+    flag = converter.get_quant_recipe_from_flag(quantize, config)
+    return translate_recipe.translate_to_ai_edge_recipe(flag.generative_recipe)
+
+
+@pytest.fixture(scope="module")
+def float_models(tiny_qwen3: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[bool, object]:
+    """The tiny Qwen3 lowered once streamed (markers in the float model) and once loaded."""
+    from litert.lowering import lower
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("RESOURCE_CONSTANT_NUMEL_THRESHOLD", "4096")
+    settings = ExportSettings(prefill_lengths=(8,), kv_cache_max_len=64, quantize="dynamic_int8")
+    lowered = {}
+    try:
+        for streamed in (True, False):
+            work = tmp_path_factory.mktemp("streamed" if streamed else "loaded")
+            module = build(tiny_qwen3, settings, streamed)
+            lowered[streamed] = (lower(module, settings, work), module.config)
+            del module
+    finally:
+        monkeypatch.undo()
+    assert lowered[True][0].streamed is not None and lowered[False][0].streamed is None
+    return lowered
+
+
+@pytest.mark.parametrize(
+    "quantize", ["dynamic_int8", "dynamic_int4_block32", "dynamic_int4_mlp", "fp16", "fully connected only"]
+)
+def test_quantized_from_the_checkpoint_is_byte_identical_to_fill_then_quantize(
+    quantize: str, float_models: dict[bool, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import shutil
+
+    from litert.quantizing import quantize as apply_recipe
+    from litert.quantizing import quantizes_from_checkpoint
+
+    filled: list[object] = []
+    fill = streaming.fill
+    monkeypatch.setattr(streaming, "fill", lambda path, s, only=None: (filled.append(only), fill(path, s, only)))
+    results = {}
+    for streamed in (True, False):
+        template, config = float_models[streamed]
+        work = tmp_path / ("streamed" if streamed else "loaded")
+        work.mkdir()
+        shutil.copy(template.path, work / template.path.name)
+        recipe = recipe_for(quantize, config)
+        lowered = dataclasses.replace(template, path=work / template.path.name, recipe=recipe)
+        if streamed:
+            markers = streaming.marked_buffers(lowered.path)
+            assert len(markers) == len(lowered.streamed.names) >= 4, "the weights must still be markers"
+            assert quantizes_from_checkpoint(recipe) == (quantize != "fp16")
+        out = apply_recipe(lowered, work)
+        assert sorted(p.name for p in work.iterdir()) == ["model.tflite"]  # float model and weight file gone
+        assert streaming.marked_buffers(out) == {}
+        results[streamed] = out.read_bytes()
+        if streamed:
+            names = float_models[True][0].streamed.names
+            if quantize == "fp16":  # float casting reads the values itself: the float model is filled first
+                assert filled == [None]
+            elif quantize == "fully connected only":  # the embedding stays float: filled in the quantized model
+                assert len(filled) == 1 and filled[0] and set(filled[0]) < set(names)
+                assert all("embedding" in name for name in filled[0])
+            else:  # every weight went from the checkpoint into the quantizer
+                assert filled == []
+    assert results[True] == results[False]
