@@ -307,10 +307,15 @@ def load_reference(ckpt: Checkpoint) -> Any:
 
 def _stored_float_dtype(ckpt: Checkpoint) -> str | None:
     """The one safetensors dtype of every floating-point tensor of `ckpt`, or None."""
+    from litert.errors import LitertError
     from litert.weights import read_header, safetensors_files
 
     found = set()
-    for path in safetensors_files(ckpt):
+    try:
+        files = safetensors_files(ckpt)
+    except LitertError:  # pickle weights (the conversion was allowed them): float32 as transformers loads them
+        return None
+    for path in files:
         if path.suffix != ".safetensors":
             return None
         found |= {
