@@ -66,20 +66,45 @@ def recipe_for(quantize: str, config: object) -> object:
     return translate_recipe.translate_to_ai_edge_recipe(flag.generative_recipe)
 
 
+def tiny(family: str) -> Path:
+    import importlib
+
+    return importlib.import_module(f"litert_{family}").TINY_CHECKPOINT
+
+
 @pytest.fixture(scope="module")
-def float_models(tiny_qwen3: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[bool, object]:
-    """The tiny Qwen3 lowered once streamed (markers in the float model) and once loaded."""
-    from litert.lowering import lower
+def lowered_tiny(tmp_path_factory: pytest.TempPathFactory):
+    """family -> its tiny model lowered once streamed (markers in the float model) and once
+    loaded, each with its litert-torch config."""
+    lowered: dict[str, dict[bool, tuple[object, object]]] = {}
+
+    def get(family: str) -> dict[bool, tuple[object, object]]:
+        if family not in lowered:
+            lowered[family] = lower_both(tiny(family), tmp_path_factory)
+        return lowered[family]
+
+    return get
+
+
+@pytest.fixture
+def float_models(lowered_tiny) -> dict[bool, tuple[object, object]]:
+    """The tiny Qwen3 (embedding and LM head tied) lowered streamed and loaded."""
+    return lowered_tiny("qwen3")
+
+
+def lower_both(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[bool, tuple[object, object]]:
+    from litert import lowering
 
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("RESOURCE_CONSTANT_NUMEL_THRESHOLD", "4096")
+    monkeypatch.setattr(lowering, "SPARSE_BLOCK", 4096)  # the tiny weights are a few such blocks
     settings = ExportSettings(prefill_lengths=(8,), kv_cache_max_len=64, quantize="dynamic_int8")
     lowered = {}
     try:
         for streamed in (True, False):
             work = tmp_path_factory.mktemp("streamed" if streamed else "loaded")
-            module = build(tiny_qwen3, settings, streamed)
-            lowered[streamed] = (lower(module, settings, work), module.config)
+            module = build(checkpoint, settings, streamed)
+            lowered[streamed] = (lowering.lower(module, settings, work), module.config)
             del module
     finally:
         monkeypatch.undo()
@@ -87,11 +112,38 @@ def float_models(tiny_qwen3: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return lowered
 
 
+def test_the_float_model_of_streamed_weights_takes_no_disk_for_their_zeros(float_models: dict) -> None:
+    # Written through dd conv=sparse: every block of zeros is a hole (a streamed weight is its
+    # marker and, when its memory was fresh from the kernel, zeros). That the layout is right
+    # is what the fp16 case below proves: the float model filled, then quantized, gives the
+    # bytes of the loaded export.
+    import os
+
+    block = 4096
+    path = float_models[True][0].path
+    data = path.read_bytes()
+    zeros = [i for i in range(0, len(data) - block + 1, block) if not any(data[i : i + block])]
+    streamed_bytes = sum(size for _, size in streaming.marked_buffers(path).values())
+    assert streamed_bytes > len(data) / 2, "most of the tiny model must stream for this to mean anything"
+    with open(path, "rb") as f:
+        for start in zeros:  # a hole: the next data is further on
+            assert os.lseek(f.fileno(), start, os.SEEK_DATA) > start, start
+    assert os.stat(path).st_blocks * 512 <= len(data) - len(zeros) * block + block
+    loaded = float_models[False][0].path
+    assert os.stat(loaded).st_blocks * 512 >= loaded.stat().st_size  # written whole
+    assert loaded.stat().st_size == len(data)
+
+
 @pytest.mark.parametrize(
-    "quantize", ["dynamic_int8", "dynamic_int4_block32", "dynamic_int4_mlp", "fp16", "fully connected only"]
+    ("family", "quantize"),
+    [
+        *[("qwen3", q) for q in ("dynamic_int8", "dynamic_int4_block32", "dynamic_int4_mlp", "fp16")],
+        ("qwen3", "fully connected only"),
+        ("llama", "dynamic_int8"),  # an LM head of its own: the embedding's group is read twice
+    ],
 )
 def test_quantized_from_the_checkpoint_is_byte_identical_to_fill_then_quantize(
-    quantize: str, float_models: dict[bool, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    family: str, quantize: str, lowered_tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import dataclasses
     import shutil
@@ -102,6 +154,7 @@ def test_quantized_from_the_checkpoint_is_byte_identical_to_fill_then_quantize(
     filled: list[object] = []
     fill = streaming.fill
     monkeypatch.setattr(streaming, "fill", lambda path, s, only=None: (filled.append(only), fill(path, s, only)))
+    float_models = lowered_tiny(family)
     results = {}
     for streamed in (True, False):
         template, config = float_models[streamed]

@@ -202,12 +202,7 @@ class _CheckpointWeights:
     a time, and the last parameter's float32 values kept for the quantizer's second read."""
 
     def __init__(self, streamed: streaming.StreamedWeights) -> None:
-        from litert.mapping import checkpoint_state
-
         self.streamed = streamed
-        self.state, self.loader = checkpoint_state(
-            streamed.checkpoint, streamed.tensor_names, streamed.tied_lm_head, streamed.unused, split=streamed.split
-        )
         self.group: dict[str, Any] = {}
         self.group_key: Any = ()
         self.last: tuple[int, Any] | None = None
@@ -216,7 +211,7 @@ class _CheckpointWeights:
         """Parameter `index`'s values as float32, shaped as its float model tensor."""
         import torch
 
-        from litert.mapping import group_of, mapped_group
+        from litert.mapping import checkpoint_state, group_of, mapped_group
 
         if self.last is not None and self.last[0] == index:
             return self.last[1].reshape(shape)
@@ -225,9 +220,11 @@ class _CheckpointWeights:
         key = group_of(name)
         if key != self.group_key or name not in self.group:
             self.group = {}
-            self.group = mapped_group(self.streamed.config, self.loader, self.state, key)
+            s = self.streamed  # a fresh mapping: litert-torch's loader takes what it maps out of the state
+            state, loader = checkpoint_state(s.checkpoint, s.tensor_names, s.tied_lm_head, s.unused, split=s.split)
+            self.group = mapped_group(s.config, loader, state, key)
             self.group_key = key
-        tensor = self.group.get(name)
+        tensor = self.group.pop(name, None)  # its float32 copy below is what is kept
         if tensor is None or tensor.is_meta:
             raise streaming.NotStreamable(f"the checkpoint mapping gave no values for {name}")
         if tensor.numel() != _numel(shape):

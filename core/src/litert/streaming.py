@@ -42,6 +42,10 @@ from litert.types import Checkpoint
 ATTRIBUTE = "_litert_streamed"
 """The module attribute holding a conversion's `StreamedWeights`."""
 
+NEARLY_ALL_FROM = 100_000_000
+"""Parameters from which a decoder streams nearly all of its weights: each of its matrices
+then reaches the 1 MB resource-constant size (only norms and biases are read)."""
+
 _PREFIX = b"litert:streamed:"
 _MARKER = struct.Struct("<16sQQ")  # prefix, index, zero: 32 bytes = 8 finite float32 values
 _ENABLED: contextvars.ContextVar[bool] = contextvars.ContextVar("litert_streaming", default=False)
