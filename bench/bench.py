@@ -13,11 +13,14 @@ and a markdown table with ratios against the baselines.
     nox -s bench -- --models qwen3-0.6b --paths litert,loaded          # what streamed weights buy
     nox -s bench -- --models qwen3-8b --paths litert --no-runtime      # conversion only
     nox -s bench -- --models qwen3-0.6b --paths litert,verified --no-runtime   # what verification costs
+    nox -s bench -- --models qwen3-8b --paths litert,filled --no-runtime      # what quantizing from the checkpoint buys
 
 Paths: `litert` (the default conversion, --no-verify), `verified` (the default command as a
 user runs it, verification included), `int4` (litert with dynamic_int4_block32),
 `loaded` (litert with LITERT_STREAM_WEIGHTS=0: the model's weights loaded whole, as before
-streaming), `classic` and `export_hf` (the baselines).
+streaming), `filled` (litert with LITERT_QUANTIZE_FROM_CHECKPOINT=0: the float model filled
+with the weights, then quantized, as before 2026-12-03), `classic` and `export_hf` (the
+baselines).
 """
 
 from __future__ import annotations
@@ -284,7 +287,8 @@ def main() -> int:
                     shutil.move(str(produced[0]), bundle)
             else:
                 env = {**home, "LITERT_CLASSIC_EXPORT": "1" if path == "classic" else "0",
-                       "LITERT_STREAM_WEIGHTS": "0" if path == "loaded" else "1"}  # fmt: skip
+                       "LITERT_STREAM_WEIGHTS": "0" if path == "loaded" else "1",
+                       "LITERT_QUANTIZE_FROM_CHECKPOINT": "0" if path == "filled" else "1"}  # fmt: skip
                 settings = list(REFERENCE)
                 if path == "int4":  # litert with the blockwise int4 recipe instead of int8
                     settings[settings.index("dynamic_int8")] = "dynamic_int4_block32"

@@ -171,14 +171,13 @@ def run_cli_env(tmp_path: Path, ckpt: Path, extra: tuple[str, ...] = (), **env: 
 
 
 def test_not_enough_disk_is_refused_before_any_work(tmp_path: Path) -> None:
-    # The check counts the work files and the bundle against the real free space of TMPDIR
-    # and -o's disk. An 8B model quantized from the checkpoint: a sparse float model, the
-    # quantized values' file and the quantized model; in fp16 (filled, then cast) its float
-    # model alone is 33 GB. A small model's float model is written whole.
-    from litert.disk import SPARSE_FLOAT_MODEL, WORK_SLACK, check_disk, needed
+    # An 8B model's float file alone is 33 GB: the check counts the work files (float model,
+    # the quantized values' file and the quantized model) and the bundle against the real
+    # free space of TMPDIR and -o's disk.
+    from litert.disk import WORK_SLACK, check_disk, needed
     from litert.errors import LitertError
 
-    assert needed(8_190_000_000, "dynamic_int8") == (16_380_000_000 + SPARSE_FLOAT_MODEL + WORK_SLACK, 8_190_000_000)
+    assert needed(8_190_000_000, "dynamic_int8") == (49_140_000_000 + WORK_SLACK, 8_190_000_000)
     assert needed(8_190_000_000, "fp16") == (49_140_000_000 + WORK_SLACK, 16_380_000_000)
     assert needed(1000, "none") == (4000 + WORK_SLACK, 4000)
     check_disk(10**6, "dynamic_int8", tmp_path / "small.litertlm")  # 5 MB fits

@@ -97,7 +97,6 @@ def lower_both(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("RESOURCE_CONSTANT_NUMEL_THRESHOLD", "4096")
-    monkeypatch.setattr(lowering, "SPARSE_BLOCK", 4096)  # the tiny weights are a few such blocks
     settings = ExportSettings(prefill_lengths=(8,), kv_cache_max_len=64, quantize="dynamic_int8")
     lowered = {}
     try:
@@ -110,28 +109,6 @@ def lower_both(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> di
         monkeypatch.undo()
     assert lowered[True][0].streamed is not None and lowered[False][0].streamed is None
     return lowered
-
-
-def test_the_float_model_of_streamed_weights_takes_no_disk_for_their_zeros(float_models: dict) -> None:
-    # Written through dd conv=sparse: every block of zeros is a hole (a streamed weight is its
-    # marker and, when its memory was fresh from the kernel, zeros). That the layout is right
-    # is what the fp16 case below proves: the float model filled, then quantized, gives the
-    # bytes of the loaded export.
-    import os
-
-    block = 4096
-    path = float_models[True][0].path
-    data = path.read_bytes()
-    zeros = [i for i in range(0, len(data) - block + 1, block) if not any(data[i : i + block])]
-    streamed_bytes = sum(size for _, size in streaming.marked_buffers(path).values())
-    assert streamed_bytes > len(data) / 2, "most of the tiny model must stream for this to mean anything"
-    with open(path, "rb") as f:
-        for start in zeros:  # a hole: the next data is further on
-            assert os.lseek(f.fileno(), start, os.SEEK_DATA) > start, start
-    assert os.stat(path).st_blocks * 512 <= len(data) - len(zeros) * block + block
-    loaded = float_models[False][0].path
-    assert os.stat(loaded).st_blocks * 512 >= loaded.stat().st_size  # written whole
-    assert loaded.stat().st_size == len(data)
 
 
 @pytest.mark.parametrize(

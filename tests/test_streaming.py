@@ -23,10 +23,7 @@ SETTINGS = ExportSettings(prefill_lengths=(8,), kv_cache_max_len=64, quantize="n
 
 @pytest.fixture(autouse=True)
 def small_resource_constants(monkeypatch: pytest.MonkeyPatch) -> None:
-    from litert import lowering
-
     monkeypatch.setenv("RESOURCE_CONSTANT_NUMEL_THRESHOLD", "4096")
-    monkeypatch.setattr(lowering, "SPARSE_BLOCK", 4096)  # the float model's zeros as holes
 
 
 def build(path: Path, streamed: bool):

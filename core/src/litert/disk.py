@@ -45,28 +45,25 @@ def needed(params: int, quantize: str, processes: int = 1, verify: bool = False)
     copy of its weights beside it (about the same size; `litert.tflite_runner`).
     """
     final = BYTES_PER_PARAM.get(quantize, 4.0) * params
+    work = 4 * params + (final if quantize != "none" else 0)  # the float model, the quantized one beside it
     if from_checkpoint(params, quantize):
-        # the float model is sparse (its streamed weights are markers and holes: litert.lowering
-        # _write_sparse); the quantized values go through a file beside the quantized model
-        work = 2 * final + SPARSE_FLOAT_MODEL
-    else:
-        work = 4 * params + (final if quantize != "none" else 0)  # the float model, the quantized one beside it
-        work = max(work, 4 * params * processes)
-    work = max(work, 2 * final if verify else 0)
+        work += final  # the quantized values' file (litert.quantizing), beside both
+    work = max(work, 4 * params * processes, 2 * final if verify else 0)
     return int(work + WORK_SLACK), int(final)
 
 
-SPARSE_FLOAT_MODEL = 512 * 1024 * 1024
-"""A sparse float model's graphs, small constants and markers (Qwen3-8B: well under this)."""
-
-
 def from_checkpoint(params: int, quantize: str) -> bool:
-    """Whether a conversion's weights go from the checkpoint into the quantizer, its float
-    model holding only their markers (litert.quantizing): streamed weights (models of 100 M
-    parameters and more stream nearly all of theirs) and a min-max recipe."""
-    from litert import streaming
+    """Whether a conversion's weights go from the checkpoint into the quantizer through a file
+    of quantized values (litert.quantizing): streamed weights (models of 100 M parameters
+    and more stream nearly all of theirs) and a min-max recipe."""
+    from litert import quantizing, streaming
 
-    return params >= streaming.NEARLY_ALL_FROM and streaming.enabled() and quantize not in ("none", "fp16")
+    return (
+        params >= streaming.NEARLY_ALL_FROM
+        and streaming.enabled()
+        and quantizing.enabled()
+        and quantize not in ("none", "fp16")
+    )
 
 
 def room_for(params: int, quantize: str, processes: int) -> bool:

@@ -164,13 +164,12 @@ def lower(
     step = step or (lambda label: None)
     float_path = path if quant_config is None and own_recipe is None else workdir / "model.float.tflite"
     parallel = streamed is not None and rebuild is not None and len(signatures) > 1
-    sparse = streamed is not None and bool(streamed.names)  # the streamed weights' zeros take no disk
     if parallel and export_processes(module, settings.quantize) > 1:
         half = (len(signatures) + 1) // 2
         names = [sig.name for sig in signatures[half:]]
         first, second = workdir / "part-1.tflite", workdir / "part-2.tflite"
         with _second_process(rebuild, settings, names, second) as result:
-            _lower_signatures(signatures[:half], streamed, first, step, sparse)
+            _lower_signatures(signatures[:half], streamed, first, step)
             del edge, signatures
             step(f"waiting for {', '.join(names)} (second process)")
             streamed.used |= set(result())
@@ -179,15 +178,20 @@ def lower(
         merge(first, second, float_path)  # deletes `second`
         first.unlink()
     else:
-        _lower_signatures(signatures, streamed, float_path, step, sparse)
+        _lower_signatures(signatures, streamed, float_path, step)
     from litert_torch.quantize import translate_recipe
 
-    from litert.quantizing import quantizes_from_checkpoint
+    from litert import quantizing
 
     recipe = own_recipe or (
         translate_recipe.translate_to_ai_edge_recipe(quant_config.generative_recipe) if quant_config else None
     )
-    if streamed is not None and recipe is not None and quantizes_from_checkpoint(recipe):
+    if (
+        streamed is not None
+        and recipe is not None
+        and quantizing.enabled()
+        and quantizing.quantizes_from_checkpoint(recipe)
+    ):
         return Lowered(float_path, recipe, streamed)  # the weights go from the checkpoint into the quantizer
     if streamed is not None:
         step("writing the weights")
@@ -237,11 +241,8 @@ def _signatures(module: Any, settings: ExportSettings) -> tuple[Any, Any, bool]:
     return edge, quant_config, by_quantizer
 
 
-def _lower_signatures(
-    signatures: list[Any], streamed: Any, path: Path, step: Callable[[str], None], sparse: bool = False
-) -> None:
-    """Trace and lower `signatures` into one float .tflite at `path`; `sparse`: written without
-    the zeros of the streamed weights (`_write_sparse`)."""
+def _lower_signatures(signatures: list[Any], streamed: Any, path: Path, step: Callable[[str], None]) -> None:
+    """Trace and lower `signatures` into one float .tflite at `path`."""
     import contextlib
 
     import torch
@@ -260,68 +261,10 @@ def _lower_signatures(
             programs, signatures, lightweight_conversion=True, runtime_constant_folding=False
         )
     del programs
-    if sparse:
-        ensure_room(path, len(streamed.names) * SPARSE_BLOCK + SPARSE_HEAD)  # the graphs and the markers' blocks
-        _write_sparse(exporter, path)
-    else:
-        ensure_room(path, _weight_bytes(signatures))  # the writer ends the process on a full disk
-        exporter.to_file(str(path))
+    ensure_room(path, _weight_bytes(signatures))  # the writer ends the process on a full disk
+    exporter.to_file(str(path))
     del exporter
     release_traced_graphs()
-
-
-SPARSE_BLOCK = 256 * 1024
-"""The blocks in which `_write_sparse` leaves out zeros: each streamed weight's first block
-(its marker) is written, the rest of its bytes become a hole."""
-SPARSE_HEAD = 256 * 1024 * 1024
-"""Room for what a sparse float model writes besides the markers: the signatures' graphs
-(49 MB for Qwen3-0.6B's seven) and the small constants."""
-
-
-def _write_sparse(exporter: Any, path: Path) -> None:
-    """Write the float model to `path` as a sparse file: its streamed weights are zeros but
-    for their markers, and nothing reads them again when they are quantized from the
-    checkpoint (litert.quantizing), so they take no disk (33 GB of an 8B model's float
-    model otherwise written, and read back).
-
-    The native writer cannot be told to skip them; it writes into a pipe that `dd
-    conv=sparse` copies to `path`, seeking over all-zero blocks. The pipe's read end is
-    dd's and a write end is held here until the writer is done, so neither side can wait
-    on the other forever; if this process dies, dd sees the end of its input and exits.
-    """
-    import errno
-    import fcntl
-    import os
-    import subprocess
-
-    fifo = path.with_name(path.name + ".pipe")
-    fifo.unlink(missing_ok=True)
-    os.mkfifo(fifo, 0o600)
-    try:
-        read_end = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-        write_end = os.open(fifo, os.O_WRONLY)
-        with contextlib.suppress(OSError):  # a larger pipe: fewer, larger copies
-            fcntl.fcntl(write_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-        os.set_blocking(read_end, True)
-        try:
-            dd = subprocess.Popen(
-                ["dd", f"of={path}", f"bs={SPARSE_BLOCK}", "iflag=fullblock", "conv=sparse", "status=none"],
-                stdin=read_end,
-                stderr=subprocess.PIPE,
-            )
-        finally:
-            os.close(read_end)
-        try:
-            exporter.to_file(str(fifo))
-        finally:
-            os.close(write_end)
-            _, err = dd.communicate()
-        if dd.returncode != 0:
-            message = err.decode(errors="replace").strip().splitlines()[-1:] or [f"dd exited {dd.returncode}"]
-            code = errno.ENOSPC if "No space" in message[0] else errno.EIO
-            raise OSError(code, message[0], str(path))
-    finally:
-        fifo.unlink(missing_ok=True)
 
 
 def _weight_bytes(signatures: list[Any]) -> int:
@@ -369,8 +312,7 @@ def lower_in_second_process(rebuild: Rebuild, settings: ExportSettings, names: l
     if streamed is None:
         raise streaming.NotStreamable("the second process built the model without streamed weights")
     edge, _, _ = _signatures(module, settings)
-    chosen = [sig for sig in edge._signatures if sig.name in names]
-    _lower_signatures(chosen, streamed, path, lambda label: None, sparse=bool(streamed.names))
+    _lower_signatures([sig for sig in edge._signatures if sig.name in names], streamed, path, lambda label: None)
     return sorted(streamed.used)
 
 

@@ -80,6 +80,14 @@ def _not_streamable(exc: BaseException | None) -> bool:
     return False
 
 
+def enabled() -> bool:
+    """Streamed weights are quantized from the checkpoint unless LITERT_QUANTIZE_FROM_CHECKPOINT=0
+    (the float model filled, then quantized: for measuring what it buys)."""
+    import os
+
+    return not CLASSIC and os.environ.get("LITERT_QUANTIZE_FROM_CHECKPOINT", "1") != "0"
+
+
 def quantizes_from_checkpoint(recipe: Any) -> bool:
     """Whether every entry of an ai-edge-quantizer recipe is min-max uniform quantization,
     whose reads of a weight's values `from_checkpoint` answers (float casting, fp16, reads
