@@ -1,10 +1,11 @@
 """Quantizing streamed weights from the checkpoint (litert.quantizing).
 
 The claim: with a min-max recipe the quantizer is handed each streamed weight's values from
-the checkpoint when it reaches it, and the quantized model comes out byte for byte as
-filling the float model and quantizing it makes it — for every recipe, whether the recipe
-quantizes every weight or leaves some float. As in test_streaming, litert-torch's
-resource-constant size is lowered to 4 KB so that the tiny model's weights stream.
+the checkpoint when it reaches it (its rows in two halves on two threads), and the
+quantized model comes out byte for byte as filling the float model and quantizing it makes
+it — for every recipe, whether the recipe quantizes every weight or leaves some float. As
+in test_streaming, litert-torch's resource-constant size is lowered to 4 KB so that the
+tiny model's weights stream.
 """
 
 from __future__ import annotations
@@ -125,9 +126,11 @@ def test_quantized_from_the_checkpoint_is_byte_identical_to_fill_then_quantize(
     import dataclasses
     import shutil
 
+    from litert import quantizing
     from litert.quantizing import quantize as apply_recipe
     from litert.quantizing import quantizes_from_checkpoint
 
+    monkeypatch.setattr(quantizing, "HALVES_FROM", 4096)  # every streamed weight on two threads
     filled: list[object] = []
     fill = streaming.fill
     monkeypatch.setattr(streaming, "fill", lambda path, s, only=None: (filled.append(only), fill(path, s, only)))

@@ -155,13 +155,15 @@ def from_checkpoint(streamed: streaming.StreamedWeights, workdir: Path) -> Itera
         index = _marker(tensor_data)
         if index is None:
             return original_min_max(tensor_data, op_info)
-        return original_min_max(weights.values(index, tensor_data.shape), op_info)
+        return _by_halves_min_max(original_min_max, weights.values(index, tensor_data.shape), op_info)
 
     def quantized(tensor_data: Any, params: Any, is_blockwise_quant: bool = False) -> Any:
         index = _marker(tensor_data)
         if index is None:
             return original_quantize(tensor_data, params, is_blockwise_quant)
-        values = original_quantize(weights.values(index, tensor_data.shape), params, is_blockwise_quant)
+        values = _by_halves_quantize(
+            original_quantize, weights.values(index, tensor_data.shape), params, is_blockwise_quant
+        )
         served.markers.add(index)
         out.seek(0, 2)
         start = -(-out.tell() // 64) * 64
@@ -185,6 +187,83 @@ def from_checkpoint(streamed: streaming.StreamedWeights, workdir: Path) -> Itera
             weights.close()
             served.mappings.clear()
     store.unlink(missing_ok=True)
+
+
+HALVES_FROM = 1 << 14
+"""Values from which a weight's min/max and quantization run as two halves of its rows on two
+threads (numpy lets go of the GIL in its loops): each row's numbers are computed by the same
+functions on the same values, so the result is the same to the bit (tests/test_quantizing.py)."""
+
+
+def _halves(values: Any) -> tuple[Any, Any] | None:
+    """The two row halves of `values`, or None when too small to be worth a thread."""
+    rows = values.shape[0] if values.ndim >= 2 else 0
+    if rows < 4 or values.size < HALVES_FROM:
+        return None
+    return values[: rows // 2], values[rows // 2 :]
+
+
+def _on_two_threads(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="litert-quantize") as pool:
+        other = pool.submit(second)
+        return first(), other.result()
+
+
+def _by_halves_min_max(original: Callable[..., Any], values: Any, op_info: Any) -> Any:
+    """`original(values, op_info)` ({"min": …, "max": …} reduced per channel or block, or {}),
+    computed on the two row halves at once and joined: along the rows where each half gave one
+    entry per row, by minimum/maximum where each gave a single row (a reduction over rows)."""
+    import numpy as np
+
+    halves = _halves(values)
+    if halves is None:
+        return original(values, op_info)
+    top, bottom = _on_two_threads(lambda: original(halves[0], op_info), lambda: original(halves[1], op_info))
+    if not top or set(top) != {"min", "max"}:
+        return original(values, op_info)
+    joined = {}
+    for key, pick in (("min", np.minimum), ("max", np.maximum)):
+        a, b = np.asarray(top[key]), np.asarray(bottom[key])
+        if (
+            a.ndim >= 1
+            and a.shape[1:] == b.shape[1:]
+            and (a.shape[0], b.shape[0])
+            == (
+                halves[0].shape[0],
+                halves[1].shape[0],
+            )
+        ):
+            joined[key] = np.concatenate([a, b])
+        elif a.ndim >= 1 and a.shape == b.shape and a.shape[0] == 1:
+            joined[key] = pick(a, b)
+        else:  # reduced some other way: not split
+            return original(values, op_info)
+    return joined
+
+
+def _by_halves_quantize(original: Callable[..., Any], values: Any, params: Any, blockwise: bool) -> Any:
+    """`original(values, params, blockwise)` on the two row halves at once, each with the rows of
+    the scales and zero points that are per row (those of a single row apply to both)."""
+    import numpy as np
+
+    halves = _halves(values)
+    scale, zero = np.asarray(params.scale), np.asarray(params.zero_point)
+    rows = values.shape[0]
+    if halves is None or scale.ndim != values.ndim or zero.shape != scale.shape or scale.shape[0] not in (1, rows):
+        return original(values, params, blockwise)
+
+    def part(lo: int, hi: int) -> Any:
+        if scale.shape[0] == 1:
+            return dataclasses.replace(params)
+        return dataclasses.replace(params, scale=scale[lo:hi], zero_point=zero[lo:hi])
+
+    cut = halves[0].shape[0]
+    top, bottom = _on_two_threads(
+        lambda: original(halves[0], part(0, cut), blockwise), lambda: original(halves[1], part(cut, rows), blockwise)
+    )
+    return np.concatenate([top, bottom])
 
 
 def _dtype_of(params: Any) -> Any:
