@@ -281,8 +281,15 @@ def test_memory_estimate_follows_what_config_json_builds(tiny_qwen3: Path, monke
     assert 0.59e9 < config_parameter_count(qwen3_0_6b) < 0.61e9  # Qwen3-0.6B: 596 M without norms
     ckpt = load_checkpoint(tiny_qwen3)
     huge = type(ckpt)(path=ckpt.path, config={**ckpt.config, "num_hidden_layers": 100000}, source="huge")
-    # 3.7 B parameters from 2 layers' files: the quantizer alone holds 1.4 bytes of each
+    # 3.7 B parameters from 2 layers' files: the quantizer holds 0.8 bytes of each when it
+    # quantizes from the checkpoint (the min-max recipes), 1.4 when the float model is filled
+    # first (fp16, or LITERT_QUANTIZE_FROM_CHECKPOINT=0).
     assert estimate_peak_bytes(huge) > estimate_peak_bytes(ckpt) + 4e9
+    int8 = estimate_peak_bytes(huge, verify=False)
+    assert estimate_peak_bytes(huge, verify=False, quantize="fp16") > int8 + 2e9
+    monkeypatch.setenv("LITERT_QUANTIZE_FROM_CHECKPOINT", "0")
+    assert estimate_peak_bytes(huge, verify=False) == estimate_peak_bytes(huge, verify=False, quantize="fp16")
+    monkeypatch.delenv("LITERT_QUANTIZE_FROM_CHECKPOINT")
     # Verifying holds the float32 reference (4 bytes each), and its files' bytes while it loads.
     assert estimate_peak_bytes(huge) >= 4 * config_parameter_count(huge.config) + stored_bytes(ckpt)
     assert estimate_peak_bytes(huge, verify=False) < 4 * config_parameter_count(huge.config)

@@ -226,7 +226,7 @@ def estimate_bytes(job: Job) -> int | None:
         ckpt = load_checkpoint(path)
         plugins = get_plugins()
         native = plugins.record(plugins.claim(ckpt, job.family)[0]).native
-        return estimate_peak_bytes(ckpt, job.verify, native)
+        return estimate_peak_bytes(ckpt, job.verify, native, job.quantize)
     except LitertError:
         return None  # the job itself will say what is wrong with the checkpoint
 

@@ -517,7 +517,7 @@ def plan_step(plugins: PluginSet, ckpt: Checkpoint, options: ConvertOptions, pro
     with progress.stage("Planning"):
         plan = plan_conversion(plugins, ckpt, options)
         rec = plugins.record(plan.plugin)
-        needed, available = check_memory(ckpt, options.verify, rec.native)
+        needed, available = check_memory(ckpt, options.verify, rec.native, plan.settings.quantize)
     s = plan.settings
     progress.say(
         f"      {plan.claim.family} via {rec.distribution} {rec.version} · {s.quantize} · "

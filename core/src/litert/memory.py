@@ -3,8 +3,9 @@
 The estimate is linear in the parameter count read from the safetensors headers (no
 weights loaded), with the coefficients measured by the benchmark (docs/performance.md).
 With streamed weights (the default, litert.streaming) the export holds no weights: its
-processes hold the libraries and the traced graphs; the peak is then the quantizer,
-which keeps every quantized weight (1 byte per parameter for int8) until it writes them.
+processes hold the libraries and the traced graphs; the quantizer takes each weight from
+the checkpoint when it reaches it (litert.quantizing), or, for fp16, from the filled float
+model, keeping every cast weight until it writes them.
 With the weights loaded (LITERT_STREAM_WEIGHTS=0, or a model that cannot stream) the
 export holds the fp32 model: 4 bytes per parameter.
 """
@@ -29,9 +30,14 @@ BYTES_PER_PARAM = 4.5
 (9.9), Qwen3-4B 18.4 (20.3)."""
 QUANTIZE_BASE_BYTES = 2.0 * GB
 QUANTIZE_BYTES_PER_PARAM = 1.4
-"""Weights streamed: the quantizer holds the quantized weights until it writes them.
-Measured peaks: Qwen3-8B 12.1 and 12.6 GB in two runs (estimate 13.5); Qwen3-0.6B 3.9 GB,
-the two export processes (estimate 4.4)."""
+"""Weights streamed, the float model filled and then quantized (fp16, or
+LITERT_QUANTIZE_FROM_CHECKPOINT=0): the quantizer holds the quantized weights until it
+writes them. Measured peaks: Qwen3-8B 12.1 and 12.6 GB in two runs (estimate 13.5);
+Qwen3-0.6B 3.9 GB, the two export processes (estimate 4.4)."""
+FROM_CHECKPOINT_BYTES_PER_PARAM = 0.8
+"""Weights streamed and quantized from the checkpoint (litert.quantizing; the min-max
+recipes, the default among them): one weight's values at a time, and what the quantizer
+holds while it writes the model. Measured peak: Qwen3-8B 7.37 GB (estimate 8.6)."""
 
 
 NATIVE_BASE_BYTES = 4.0 * GB
@@ -111,10 +117,12 @@ def model_parameters(checkpoint: Checkpoint) -> int:
     return max(parameter_count(checkpoint), config_parameter_count(checkpoint.config))
 
 
-def estimate_peak_bytes(checkpoint: Checkpoint, verify: bool = True, native: bool = False) -> int:
+def estimate_peak_bytes(
+    checkpoint: Checkpoint, verify: bool = True, native: bool = False, quantize: str = "dynamic_int8"
+) -> int:
     """The conversion's peak: the export's, or verification's when it is larger. `native`:
     the family is built by the transformers-native exporter (its manifest says so)."""
-    from litert import streaming
+    from litert import quantizing, streaming
 
     params = model_parameters(checkpoint)
     verifying = VERIFY_BASE_BYTES + VERIFY_BYTES_PER_PARAM * params + stored_bytes(checkpoint) if verify else 0
@@ -125,7 +133,9 @@ def estimate_peak_bytes(checkpoint: Checkpoint, verify: bool = True, native: boo
     from litert.lowering import PARALLEL_FROM, usable_cores
 
     processes = 2 if params >= PARALLEL_FROM and usable_cores() >= 2 else 1
-    export = max(processes * BASE_BYTES, QUANTIZE_BASE_BYTES + QUANTIZE_BYTES_PER_PARAM * params)
+    from_checkpoint = quantizing.enabled() and quantize not in ("none", "fp16")
+    per_param = FROM_CHECKPOINT_BYTES_PER_PARAM if from_checkpoint else QUANTIZE_BYTES_PER_PARAM
+    export = max(processes * BASE_BYTES, QUANTIZE_BASE_BYTES + per_param * params)
     return int(max(export, verifying))
 
 
@@ -152,9 +162,11 @@ def available_bytes() -> int | None:
     return None
 
 
-def check_memory(checkpoint: Checkpoint, verify: bool = True, native: bool = False) -> tuple[int, int | None]:
+def check_memory(
+    checkpoint: Checkpoint, verify: bool = True, native: bool = False, quantize: str = "dynamic_int8"
+) -> tuple[int, int | None]:
     """Raise LitertError when the conversion would not fit; return (needed, available)."""
-    needed = estimate_peak_bytes(checkpoint, verify, native)
+    needed = estimate_peak_bytes(checkpoint, verify, native, quantize)
     available = available_bytes()
     if available is not None and needed > available:
         limit = os.environ.get("LITERT_MEMORY_LIMIT")
@@ -163,7 +175,7 @@ def check_memory(checkpoint: Checkpoint, verify: bool = True, native: bool = Fal
             if limit
             else (f"{available / GB:.1f} GB is available")
         )
-        export = estimate_peak_bytes(checkpoint, False, native) if verify else needed
+        export = estimate_peak_bytes(checkpoint, False, native, quantize) if verify else needed
         hint = (
             f"verifying is what does not fit (transformers' float32 reference); `--no-verify` converts within "
             f"about {export / GB:.1f} GB, and `litert verify` checks the bundle later on a larger machine"
