@@ -1,7 +1,7 @@
 """Quantizing streamed weights from the checkpoint (litert.quantizing).
 
 The claim: with a min-max recipe the quantizer is handed each streamed weight's values from
-the checkpoint when it reaches it (its rows in two halves on two threads), and the
+the checkpoint when it reaches it (its rows in parts on two threads), and the
 quantized model comes out byte for byte as filling the float model and quantizing it makes
 it — for every recipe, whether the recipe quantizes every weight or leaves some float. As
 in test_streaming, litert-torch's resource-constant size is lowered to 4 KB so that the
@@ -130,7 +130,11 @@ def test_quantized_from_the_checkpoint_is_byte_identical_to_fill_then_quantize(
     from litert.quantizing import quantize as apply_recipe
     from litert.quantizing import quantizes_from_checkpoint
 
-    monkeypatch.setattr(quantizing, "HALVES_FROM", 4096)  # every streamed weight on two threads
+    monkeypatch.setattr(quantizing, "SPLIT_FROM", 4096)  # every streamed weight in parts on two threads
+    monkeypatch.setattr(quantizing, "PART_BYTES", 24 << 10)  # 256 x 64 in 3 parts of uneven rows
+    parted: list[int] = []
+    parts = quantizing._parts
+    monkeypatch.setattr(quantizing, "_parts", lambda shape: (found := parts(shape), parted.append(len(found)))[0])
     filled: list[object] = []
     fill = streaming.fill
     monkeypatch.setattr(streaming, "fill", lambda path, s, only=None: (filled.append(only), fill(path, s, only)))
@@ -158,6 +162,25 @@ def test_quantized_from_the_checkpoint_is_byte_identical_to_fill_then_quantize(
             elif quantize == "fully connected only":  # the embedding stays float: filled in the quantized model
                 assert len(filled) == 1 and filled[0] and set(filled[0]) < set(names)
                 assert all("embedding" in name for name in filled[0])
-            else:  # every weight went from the checkpoint into the quantizer
+            else:  # every weight went from the checkpoint into the quantizer, in parts
                 assert filled == []
+                assert max(parted) >= 3
     assert results[True] == results[False]
+
+
+@pytest.mark.parametrize("from_checkpoint", ["1", "0"])
+def test_the_progress_counts_the_steps_each_way_takes(
+    from_checkpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "writing the weights" is a step of its own only when the float model is filled first
+    (LITERT_QUANTIZE_FROM_CHECKPOINT=0): the display's count must match ("8/7" was shown)."""
+    from litert import lowering
+
+    monkeypatch.setenv("LITERT_QUANTIZE_FROM_CHECKPOINT", from_checkpoint)
+    settings = ExportSettings(prefill_lengths=(8,), kv_cache_max_len=64, quantize="dynamic_int8")
+    steps: list[str] = []
+    lowered = lowering.lower(build(tiny("qwen3"), settings, True), settings, tmp_path, step=steps.append)
+    steps.append("quantizing")  # convert's own step before `quantize`
+    assert ("writing the weights" in steps) == (from_checkpoint == "0")
+    assert (lowered.streamed is not None) == (from_checkpoint == "1")
+    assert len(steps) == lowering.planned_steps(settings, streamed=True, parallel=False)

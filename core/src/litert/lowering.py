@@ -101,10 +101,13 @@ def export_processes(module: Any, quantize: str) -> int:
 def planned_steps(settings: ExportSettings, streamed: bool, parallel: bool) -> int:
     """How many times `lower` and `quantize` call `step` (for the progress display): with
     streamed weights, "writing the weights" is a step of its own unless the recipe takes
-    them from the checkpoint while quantizing (every recipe but none and fp16)."""
+    them from the checkpoint while quantizing (every recipe but none and fp16, unless
+    LITERT_QUANTIZE_FROM_CHECKPOINT=0)."""
+    from litert import quantizing
+
     signatures = len(settings.prefill_lengths) + 1
     traced_here = (signatures + 1) // 2 if parallel else signatures
-    filled = streamed and settings.quantize in ("none", "fp16")
+    filled = streamed and (settings.quantize in ("none", "fp16") or not quantizing.enabled())
     return traced_here + 1 + parallel + filled + (settings.quantize != "none")
 
 

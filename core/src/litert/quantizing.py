@@ -7,9 +7,10 @@ the checkpoint's values for that weight, read when the quantizer reaches it, and
 quantized values go into a file that the quantizer reads back as it writes the model.
 Why: filling the float model first and quantizing it after held every quantized weight
 until the end (12.1 GB for Qwen3-8B) and wrote, filled and read back a float file of 4
-bytes per parameter. Here one weight is in memory at a time, in float32 exactly as the
-filled model would have handed it to the quantizer (cast and clamped as the lowering
-clamps), through the quantizer's own functions: the model comes out byte for byte as
+bytes per parameter. Here one weight is in memory at a time, in its stored type, and a
+part of its rows at a time in float32 exactly as the filled model would have handed it to
+the quantizer (cast and clamped as the lowering clamps), through the quantizer's own
+functions on two threads: the model comes out byte for byte as
 fill-then-quantize makes it (tests/test_quantizing.py). Weights the recipe leaves float
 keep their markers through the quantizer and are filled in its output afterwards.
 """
@@ -142,6 +143,8 @@ def from_checkpoint(streamed: streaming.StreamedWeights, workdir: Path) -> Itera
     The quantized values are written to a file in `workdir` and handed back mapped
     read-only, so the quantizer holds mappings, not memory, until it serializes.
     """
+    import os
+
     import numpy as np
     from ai_edge_quantizer.algorithms.uniform_quantize import common_quantize, uniform_quantize_tensor
 
@@ -155,24 +158,19 @@ def from_checkpoint(streamed: streaming.StreamedWeights, workdir: Path) -> Itera
         index = _marker(tensor_data)
         if index is None:
             return original_min_max(tensor_data, op_info)
-        return _by_halves_min_max(original_min_max, weights.values(index, tensor_data.shape), op_info)
+        return _parted_min_max(original_min_max, weights.source(index, tensor_data.shape), op_info)
 
     def quantized(tensor_data: Any, params: Any, is_blockwise_quant: bool = False) -> Any:
         index = _marker(tensor_data)
         if index is None:
             return original_quantize(tensor_data, params, is_blockwise_quant)
-        values = _by_halves_quantize(
-            original_quantize, weights.values(index, tensor_data.shape), params, is_blockwise_quant
-        )
+        dtype = _dtype_of(params)
+        start = -(-os.fstat(out.fileno()).st_size // 64) * 64
+        os.ftruncate(out.fileno(), start + _numel(tensor_data.shape) * np.dtype(dtype).itemsize)
+        source = weights.source(index, tensor_data.shape)
+        _parted_quantize(original_quantize, source, params, is_blockwise_quant, out.fileno(), start)
         served.markers.add(index)
-        out.seek(0, 2)
-        start = -(-out.tell() // 64) * 64
-        out.truncate(start)
-        out.seek(start)
-        values.tofile(out)
-        out.flush()
-        del values
-        view = np.memmap(store, dtype=_dtype_of(params), mode="r", offset=start, shape=tensor_data.shape)
+        view = np.memmap(store, dtype=dtype, mode="r", offset=start, shape=tensor_data.shape)
         served.mappings.append(view._mmap)
         return view
 
@@ -189,81 +187,105 @@ def from_checkpoint(streamed: streaming.StreamedWeights, workdir: Path) -> Itera
     store.unlink(missing_ok=True)
 
 
-HALVES_FROM = 1 << 14
-"""Values from which a weight's min/max and quantization run as two halves of its rows on two
-threads (numpy lets go of the GIL in its loops): each row's numbers are computed by the same
-functions on the same values, so the result is the same to the bit (tests/test_quantizing.py)."""
+SPLIT_FROM = 1 << 14
+"""Values from which a weight's min/max and quantization run in parts of its rows on two
+threads (numpy and torch let go of the GIL in their loops): each row's numbers are computed
+by the same functions on the same values, so the result is the same to the bit
+(tests/test_quantizing.py)."""
+
+PART_BYTES = 64 << 20
+"""The float32 size of one part: each part's rows are cast to float32 only when a thread
+reaches it, and its quantized values written to the file, so neither the float32 copy of a
+weight (2.5 GB for Qwen3-8B's LM head) nor its quantized values are ever whole in memory."""
 
 
-def _halves(values: Any) -> tuple[Any, Any] | None:
-    """The two row halves of `values`, or None when too small to be worth a thread."""
-    rows = values.shape[0] if values.ndim >= 2 else 0
-    if rows < 4 or values.size < HALVES_FROM:
-        return None
-    return values[: rows // 2], values[rows // 2 :]
+def _parts(shape: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Row ranges [lo, hi) that cover a tensor of `shape`: one for a small tensor or one
+    without rows, else at least two, each of at least two rows and about `PART_BYTES`."""
+    rows = int(shape[0]) if len(shape) >= 2 else 0
+    size = _numel(shape)
+    if rows < 4 or size < SPLIT_FROM:
+        return [(0, rows if rows else 1)]
+    count = min(max(2, -(-size * 4 // PART_BYTES)), rows // 2)
+    cuts = [rows * k // count for k in range(count + 1)]
+    return [(cuts[k], cuts[k + 1]) for k in range(count)]
 
 
-def _on_two_threads(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]:
+def _on_two_threads(work: Callable[[int, int], Any], parts: list[tuple[int, int]]) -> list[Any]:
+    """`work(lo, hi)` for every part, two at a time, results in the parts' order."""
     import concurrent.futures
 
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="litert-quantize") as pool:
-        other = pool.submit(second)
-        return first(), other.result()
+    if len(parts) == 1:
+        return [work(*parts[0])]
+    with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="litert-quantize") as pool:
+        return list(pool.map(lambda part: work(*part), parts))
 
 
-def _by_halves_min_max(original: Callable[..., Any], values: Any, op_info: Any) -> Any:
+def _parted_min_max(original: Callable[..., Any], source: _Source, op_info: Any) -> Any:
     """`original(values, op_info)` ({"min": …, "max": …} reduced per channel or block, or {}),
-    computed on the two row halves at once and joined: along the rows where each half gave one
-    entry per row, by minimum/maximum where each gave a single row (a reduction over rows)."""
+    computed part by part and joined: along the rows where each part gave one entry per row,
+    by minimum/maximum where each gave a single row (a reduction over rows)."""
     import numpy as np
 
-    halves = _halves(values)
-    if halves is None:
-        return original(values, op_info)
-    top, bottom = _on_two_threads(lambda: original(halves[0], op_info), lambda: original(halves[1], op_info))
-    if not top or set(top) != {"min", "max"}:
-        return original(values, op_info)
+    parts = _parts(source.shape)
+    if len(parts) == 1:
+        return original(source.rows(*parts[0]), op_info)
+    results = _on_two_threads(lambda lo, hi: original(source.rows(lo, hi), op_info), parts)
+    if not results[0] or any(set(r) != {"min", "max"} for r in results):
+        return original(source.rows(0, source.shape[0]), op_info)
     joined = {}
     for key, pick in (("min", np.minimum), ("max", np.maximum)):
-        a, b = np.asarray(top[key]), np.asarray(bottom[key])
-        if (
-            a.ndim >= 1
-            and a.shape[1:] == b.shape[1:]
-            and (a.shape[0], b.shape[0])
-            == (
-                halves[0].shape[0],
-                halves[1].shape[0],
-            )
+        found = [np.asarray(r[key]) for r in results]
+        first = found[0]
+        if all(
+            a.ndim >= 1 and a.shape[0] == hi - lo and a.shape[1:] == first.shape[1:]
+            for a, (lo, hi) in zip(found, parts, strict=True)
         ):
-            joined[key] = np.concatenate([a, b])
-        elif a.ndim >= 1 and a.shape == b.shape and a.shape[0] == 1:
-            joined[key] = pick(a, b)
-        else:  # reduced some other way: not split
-            return original(values, op_info)
+            joined[key] = np.concatenate(found)
+        elif all(a.ndim >= 1 and a.shape == first.shape and a.shape[0] == 1 for a in found):
+            joined[key] = pick.reduce(found)
+        else:  # reduced some other way: computed whole
+            return original(source.rows(0, source.shape[0]), op_info)
     return joined
 
 
-def _by_halves_quantize(original: Callable[..., Any], values: Any, params: Any, blockwise: bool) -> Any:
-    """`original(values, params, blockwise)` on the two row halves at once, each with the rows of
-    the scales and zero points that are per row (those of a single row apply to both)."""
+def _parted_quantize(
+    original: Callable[..., Any], source: _Source, params: Any, blockwise: bool, fd: int, start: int
+) -> None:
+    """`original(values, params, blockwise)` part by part, each with the rows of the scales
+    and zero points that are per row (those of a single row apply to all), each part's
+    quantized values written at its place in `fd` from byte `start`."""
     import numpy as np
 
-    halves = _halves(values)
+    dtype = np.dtype(_dtype_of(params))
+    rows = int(source.shape[0]) if len(source.shape) >= 2 else 0
+    row_bytes = _numel(source.shape[1:]) * dtype.itemsize if rows else 0
     scale, zero = np.asarray(params.scale), np.asarray(params.zero_point)
-    rows = values.shape[0]
-    if halves is None or scale.ndim != values.ndim or zero.shape != scale.shape or scale.shape[0] not in (1, rows):
-        return original(values, params, blockwise)
+    parts = _parts(source.shape)
+    if len(parts) > 1 and (
+        scale.ndim != len(source.shape) or zero.shape != scale.shape or scale.shape[0] not in (1, rows)
+    ):
+        parts = [(0, rows)]
 
-    def part(lo: int, hi: int) -> Any:
-        if scale.shape[0] == 1:
-            return dataclasses.replace(params)
-        return dataclasses.replace(params, scale=scale[lo:hi], zero_point=zero[lo:hi])
+    def part(lo: int, hi: int) -> None:
+        if len(parts) == 1 or scale.shape[0] == 1:
+            mine = dataclasses.replace(params)
+        else:
+            mine = dataclasses.replace(params, scale=scale[lo:hi], zero_point=zero[lo:hi])
+        values = np.asarray(original(source.rows(lo, hi), mine, blockwise))
+        if values.dtype != dtype:
+            raise streaming.NotStreamable(f"the quantizer gave {values.dtype} values where {dtype} was expected")
+        _write_at(fd, memoryview(np.ascontiguousarray(values)).cast("B"), start + lo * row_bytes)
 
-    cut = halves[0].shape[0]
-    top, bottom = _on_two_threads(
-        lambda: original(halves[0], part(0, cut), blockwise), lambda: original(halves[1], part(cut, rows), blockwise)
-    )
-    return np.concatenate([top, bottom])
+    _on_two_threads(part, parts)
+
+
+def _write_at(fd: int, data: memoryview, offset: int) -> None:
+    import os
+
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
 
 
 def _dtype_of(params: Any) -> Any:
@@ -283,25 +305,41 @@ def _marker(tensor_data: Any) -> int | None:
     return streaming.marker_index(tensor_data.reshape(-1)[:8].tobytes())
 
 
+class _Source:
+    """A streamed weight's checkpoint values shaped as its float model tensor, in their stored
+    type, cast to float32 and clamped as the fill does a part of its rows at a time."""
+
+    def __init__(self, tensor: Any, shape: tuple[int, ...]) -> None:
+        self.shape = tuple(int(n) for n in shape)
+        self.tensor = tensor.reshape(self.shape)
+
+    def rows(self, lo: int, hi: int) -> Any:
+        """Rows [lo, hi) in float32 (the whole tensor when it has no rows), exactly as the
+        filled float model holds them."""
+        import torch
+
+        part = self.tensor[lo:hi] if len(self.shape) >= 2 else self.tensor
+        info = torch.finfo(torch.float32)
+        return part.to(torch.float32, copy=True).clamp_(min=info.min, max=info.max).numpy()
+
+
 class _CheckpointWeights:
-    """A streamed parameter's values by marker number, as the filled float model holds them:
-    the checkpoint mapped one group (a transformer block, or the embedding and LM head) at
-    a time, and the last parameter's float32 values kept for the quantizer's second read."""
+    """A streamed parameter's values by marker number: the checkpoint read one group (a
+    transformer block, or the embedding and LM head) at a time, and the last parameter kept
+    for the quantizer's second read."""
 
     def __init__(self, streamed: streaming.StreamedWeights) -> None:
         self.streamed = streamed
         self.group: dict[str, Any] = {}
         self.group_key: Any = ()
-        self.last: tuple[int, Any] | None = None
+        self.last: tuple[int, _Source] | None = None
 
-    def values(self, index: int, shape: tuple[int, ...]) -> Any:
-        """Parameter `index`'s values as float32, shaped as its float model tensor."""
-        import torch
-
+    def source(self, index: int, shape: tuple[int, ...]) -> _Source:
+        """Parameter `index`'s values, shaped as its float model tensor."""
         from litert.mapping import checkpoint_state, group_of, mapped_group
 
-        if self.last is not None and self.last[0] == index:
-            return self.last[1].reshape(shape)
+        if self.last is not None and self.last[0] == index and self.last[1].shape == tuple(shape):
+            return self.last[1]
         self.last = None
         name = self.streamed.names[index]
         key = group_of(name)
@@ -311,15 +349,13 @@ class _CheckpointWeights:
             state, loader = checkpoint_state(s.checkpoint, s.tensor_names, s.tied_lm_head, s.unused, split=s.split)
             self.group = mapped_group(s.config, loader, state, key)
             self.group_key = key
-        tensor = self.group.pop(name, None)  # its float32 copy below is what is kept
+        tensor = self.group.pop(name, None)  # kept as `last` only
         if tensor is None or tensor.is_meta:
             raise streaming.NotStreamable(f"the checkpoint mapping gave no values for {name}")
         if tensor.numel() != _numel(shape):
             raise streaming.NotStreamable(f"parameter {name} has {tensor.numel()} values for a tensor of shape {shape}")
-        info = torch.finfo(torch.float32)
-        values = tensor.reshape(-1).to(torch.float32, copy=True).clamp_(min=info.min, max=info.max)  # as the fill does
-        self.last = (index, values.numpy())
-        return self.last[1].reshape(shape)
+        self.last = (index, _Source(tensor, shape))
+        return self.last[1]
 
     def close(self) -> None:
         self.group, self.last = {}, None
