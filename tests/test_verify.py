@@ -183,7 +183,7 @@ def test_reference_loaded_as_stored_is_transformers_float32_model_to_the_bit(dty
     from transformers import AutoModelForCausalLM
 
     from litert.checkpoint import load_checkpoint
-    from litert.verify import _stored_float_dtype, load_reference
+    from litert.verify import _stored_float_dtype, load_reference, reference_attention
 
     for family in TINY_FAMILIES:
         package = Path(importlib.import_module(f"litert_{family}").__file__).parent / "tiny"
@@ -199,7 +199,9 @@ def test_reference_loaded_as_stored_is_transformers_float32_model_to_the_bit(dty
         ckpt = load_checkpoint(ckpt_dir)
         assert _stored_float_dtype(ckpt) in ("BF16", "F16")
         ours = load_reference(ckpt)
-        theirs = AutoModelForCausalLM.from_pretrained(ckpt_dir, dtype=torch.float32, attn_implementation="eager").eval()
+        attention = reference_attention(config)
+        theirs = AutoModelForCausalLM.from_pretrained(ckpt_dir, dtype=torch.float32, attn_implementation=attention)
+        theirs.eval()
         a, b = ours.state_dict(), theirs.state_dict()
         assert a.keys() == b.keys(), family
         assert [k for k in a if a[k].dtype != b[k].dtype or not torch.equal(a[k], b[k])] == [], family
@@ -208,3 +210,29 @@ def test_reference_loaded_as_stored_is_transformers_float32_model_to_the_bit(dty
         ids = torch.tensor([[2, 5, 7, 11, 13, 17, 19, 23]])
         with torch.no_grad():
             assert torch.equal(ours(ids).logits, theirs(ids).logits), family
+
+
+def test_reference_attention_computes_what_eager_attention_computes(tmp_path: Path) -> None:
+    """The reference runs on PyTorch's fused attention (faster on the long prompt) where
+    eager attention was used before: on each family's tiny checkpoint, a prompt longer than
+    any sliding window and greedy steps on the cache give the same tokens, and logits within
+    1e-4 (float32 rounding of another summation order)."""
+    import importlib
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from litert.checkpoint import load_checkpoint
+    from litert.verify import _reference_greedy, load_reference
+
+    for family in TINY_FAMILIES:
+        package = Path(importlib.import_module(f"litert_{family}").__file__).parent / "tiny"
+        tiny = next(p for p in package.iterdir() if (p / "config.json").is_file())
+        ours = load_reference(load_checkpoint(tiny))
+        assert ours.config._attn_implementation == "sdpa", family  # no tiny checkpoint soft-caps attention
+        eager = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32, attn_implementation="eager").eval()
+        ids = [(7 * i + 3) % 200 + 2 for i in range(150)]
+        tokens_a, logits_a = _reference_greedy(ours, ids, 12)
+        tokens_b, logits_b = _reference_greedy(eager, ids, 12)
+        assert tokens_a == tokens_b, family
+        assert float((logits_a - logits_b).abs().max()) < 1e-4, family

@@ -37,7 +37,8 @@ Qwen3-0.6B 3.9 GB, the two export processes (estimate 4.4)."""
 FROM_CHECKPOINT_BYTES_PER_PARAM = 0.8
 """Weights streamed and quantized from the checkpoint (litert.quantizing; the min-max
 recipes, the default among them): one weight's values at a time, and what the quantizer
-holds while it writes the model. Measured peak: Qwen3-8B 7.37 GB (estimate 8.6)."""
+holds while it writes the model. Measured peak: Qwen3-8B 6.91 GB (estimate 8.6; 2026-12-04,
+docs/performance.md), at the embedding and the LM head read together in bf16 (2.5 GB)."""
 
 
 NATIVE_BASE_BYTES = 4.0 * GB
