@@ -236,3 +236,40 @@ def test_reference_attention_computes_what_eager_attention_computes(tmp_path: Pa
         tokens_b, logits_b = _reference_greedy(eager, ids, 12)
         assert tokens_a == tokens_b, family
         assert float((logits_a - logits_b).abs().max()) < 1e-4, family
+
+
+@pytest.mark.parametrize("parting", [None, 0, 5])
+def test_reference_along_the_bundles_path_is_its_greedy_decode(parting: int | None) -> None:
+    """The reference reads the bundle's greedy continuation in one forward pass and takes it
+    as its own greedy continuation for as long as its choices agree; from a parting it decodes
+    from a copy of the prompt's cache. On each family's tiny checkpoint (sliding windows, a
+    convolution state, shared KV), given its own greedy tokens altered at `parting`: the same
+    greedy tokens and logits as decoding token by token, and along the altered path the
+    logits that feeding it token by token gives."""
+    import importlib
+
+    import torch
+
+    from litert.checkpoint import load_checkpoint
+    from litert.verify import _reference_along, _reference_greedy, load_reference
+
+    for family in TINY_FAMILIES:
+        package = Path(importlib.import_module(f"litert_{family}").__file__).parent / "tiny"
+        tiny = next(p for p in package.iterdir() if (p / "config.json").is_file())
+        model = load_reference(load_checkpoint(tiny))
+        ids = [(7 * i + 3) % 200 + 2 for i in range(90)]
+        greedy, logits = _reference_greedy(model, ids, 12)
+        path = list(greedy)
+        if parting is not None:
+            path[parting] = (path[parting] + 1) % 200 + 2
+        found = _reference_along(model, ids, path, 12)
+        assert found.greedy == greedy, family
+        assert float((found.greedy_logits - logits).abs().max()) < 1e-4, family
+        with torch.no_grad():  # the path fed token by token
+            out = model(torch.tensor([ids]), use_cache=True)
+            cache, rows = out.cache, [out.logits[0, -1]]
+            for token in path[:-1]:
+                out = model(torch.tensor([[token]]), cache=cache, use_cache=True)
+                cache = out.cache
+                rows.append(out.logits[0, -1])
+        assert float((found.path_logits - torch.stack(rows)).abs().max()) < 1e-4, family
