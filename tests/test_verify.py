@@ -238,21 +238,27 @@ def test_reference_attention_computes_what_eager_attention_computes(tmp_path: Pa
         assert float((logits_a - logits_b).abs().max()) < 1e-4, family
 
 
-@pytest.mark.parametrize("parting", [None, 0, 5])
-def test_reference_along_the_bundles_path_is_its_greedy_decode(parting: int | None) -> None:
+@pytest.mark.parametrize("crop", [True, False])
+@pytest.mark.parametrize("parting", [None, 0, 5, 10])
+def test_reference_along_the_bundles_path_is_its_greedy_decode(
+    parting: int | None, crop: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The reference reads the bundle's greedy continuation in one forward pass and takes it
     as its own greedy continuation for as long as its choices agree; from a parting it decodes
     from a copy of the prompt's cache. On each family's tiny checkpoint (sliding windows, a
     convolution state, shared KV), given its own greedy tokens altered at `parting`: the same
     greedy tokens and logits as decoding token by token, and along the altered path the
-    logits that feeding it token by token gives."""
+    logits that feeding it token by token gives. Both ways back to a parting: the cache cut
+    (`crop`) and a copy of the prompt's cache."""
     import importlib
 
     import torch
 
+    from litert import verify
     from litert.checkpoint import load_checkpoint
     from litert.verify import _reference_along, _reference_greedy, load_reference
 
+    monkeypatch.setattr(verify, "CROP_CACHE", crop)
     for family in TINY_FAMILIES:
         package = Path(importlib.import_module(f"litert_{family}").__file__).parent / "tiny"
         tiny = next(p for p in package.iterdir() if (p / "config.json").is_file())

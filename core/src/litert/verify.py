@@ -346,6 +346,11 @@ def _reference_greedy(model: Any, ids: list[int], tokens: int) -> tuple[list[int
     return found.greedy, found.greedy_logits
 
 
+CROP_CACHE = True
+"""Cut the reference's cache back at a parting (False: start again from a copy of the
+prompt's cache, for caches that cannot be cut; tests/test_verify.py runs both)."""
+
+
 @dataclasses.dataclass
 class _Reference:
     """What the reference computed for one prompt: its greedy continuation and the logits that
@@ -364,7 +369,9 @@ def _reference_along(model: Any, ids: list[int], path: list[int], tokens: int) -
     for Qwen3-0.6B, 122 ms); teacher-forced along the bundle's path, the prompt and the
     whole continuation are two forward passes. Its greedy continuation is that path for as
     long as its own choices agree with it; from the first position where they do not, it is
-    decoded token by token as before (from a copy of the prompt's cache).
+    decoded token by token as before, the cache cut back to the parting (transformers'
+    `crop`, as its assisted decoding does; a copy of the prompt's cache where a cache
+    cannot be cut).
     """
     import copy
     import inspect
@@ -381,8 +388,12 @@ def _reference_along(model: Any, ids: list[int], path: list[int], tokens: int) -
         cache, along = out.cache, out.logits[0, -1:].float().clone()
         del out
         path = path[:tokens]
-        prompt_cache = copy.deepcopy(cache) if len(path) > 1 else None
+        prompt_cache = None
         if len(path) > 1:
+            if CROP_CACHE and hasattr(cache, "crop") and hasattr(cache, "activate_past_recording"):
+                cache.activate_past_recording()  # sliding windows and convolution states can go back
+            else:
+                prompt_cache = copy.deepcopy(cache)
             out = model(torch.tensor([path[:-1]]), cache=cache, use_cache=True)
             along = torch.cat([along, out.logits[0].float()])
             del out
@@ -391,9 +402,15 @@ def _reference_along(model: Any, ids: list[int], path: list[int], tokens: int) -
         greedy = path[:agreed] + choices[agreed : agreed + 1]
         logits = list(along[: len(greedy)])
         if len(greedy) < tokens:
-            if len(path) > 1:  # the cache read the path past the parting: back to the prompt's
-                out = model(torch.tensor([greedy]), cache=prompt_cache, use_cache=True)
-                cache, prompt_cache = out.cache, None
+            if len(path) > 1:  # the cache read the path past the parting: back to the parting
+                if prompt_cache is None:
+                    if len(path) - 1 > agreed:
+                        cache.crop(agreed - (len(path) - 1))
+                    fed, cache = greedy[-1:], cache
+                else:
+                    fed, cache, prompt_cache = greedy, prompt_cache, None
+                out = model(torch.tensor([fed]), cache=cache, use_cache=True)
+                cache = out.cache
                 logits.append(out.logits[0, -1].float().clone())
                 greedy.append(int(logits[-1].argmax()))
             while len(greedy) < tokens:
