@@ -115,7 +115,10 @@ def lower_both(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 @pytest.mark.parametrize(
     ("family", "quantize"),
     [
-        *[("qwen3", q) for q in ("dynamic_int8", "dynamic_int4_block32", "dynamic_int4_mlp", "fp16")],
+        *[
+            ("qwen3", q)
+            for q in ("dynamic_int8", "weight_only_int8", "dynamic_int4_block32", "dynamic_int4_mlp", "fp16")
+        ],
         ("qwen3", "fully connected only"),
         ("llama", "dynamic_int8"),  # an LM head of its own: the embedding's group is read twice
     ],
