@@ -406,7 +406,7 @@ def _reference_along(model: Any, ids: list[int], path: list[int], tokens: int) -
                 if prompt_cache is None:
                     if len(path) - 1 > agreed:
                         cache.crop(agreed - (len(path) - 1))
-                    fed, cache = greedy[-1:], cache
+                    fed = greedy[-1:]
                 else:
                     fed, cache, prompt_cache = greedy, prompt_cache, None
                 out = model(torch.tensor([fed]), cache=cache, use_cache=True)
