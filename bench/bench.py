@@ -85,7 +85,8 @@ def make_checkpoint(name: str, dest: Path) -> Path:
     tiny = TINY_GEMMA3 if gemma else TINY_QWEN3
     tmp = staged_with_tokenizer(tiny, dest)
     if gemma:
-        pad_sentencepiece(tmp / "tokenizer.model", CONFIGS[name]["vocab_size"])
+        pieces = pad_sentencepiece(tmp / "tokenizer.model", CONFIGS[name]["vocab_size"])
+        pad_tokenizer_json(tmp / "tokenizer.json", pieces, CONFIGS[name]["vocab_size"])
     cfg = json.loads((tiny / "config.json").read_text())
     cfg.pop("layer_types", None)  # the tiny model's; transformers derives it from num_hidden_layers
     if gemma:
@@ -140,18 +141,34 @@ def make_checkpoint(name: str, dest: Path) -> Path:
     return dest
 
 
-def pad_sentencepiece(path: Path, size: int) -> None:
+def pad_tokenizer_json(path: Path, start: int, size: int) -> None:
+    """The same placeholder pieces in tokenizer.json's vocabulary, so that transformers
+    decodes every id as the runtime does (without them it decodes the random model's
+    placeholder ids as nothing, and verification compares an empty answer with the runtime's)."""
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text())
+    vocab = data["model"]["vocab"]
+    used = set(vocab.values()) | {t["id"] for t in data.get("added_tokens", [])}
+    vocab.update({f"<unused{i}>": i for i in range(start, size) if i not in used})
+    path.write_text(json.dumps(data))
+
+
+def pad_sentencepiece(path: Path, size: int) -> int:
     """Grow the tiny SentencePiece model to the real vocabulary size with placeholder pieces,
-    so the runtime can detokenize every id a random full-size model generates."""
+    so the runtime can detokenize every id a random full-size model generates; returns the
+    first placeholder's id."""
     from sentencepiece import sentencepiece_model_pb2
 
     model = sentencepiece_model_pb2.ModelProto()
     model.ParseFromString(path.read_bytes())
+    start = len(model.pieces)
     for i in range(len(model.pieces), size):
         model.pieces.add(
             piece=f"<unused{i}>", score=-1000.0, type=sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
         )
     path.write_bytes(model.SerializeToString())
+    return start
 
 
 def _tree_rss_kb(root: int) -> int:
