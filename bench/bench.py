@@ -163,7 +163,7 @@ def pad_sentencepiece(path: Path, size: int) -> int:
     model = sentencepiece_model_pb2.ModelProto()
     model.ParseFromString(path.read_bytes())
     start = len(model.pieces)
-    for i in range(len(model.pieces), size):
+    for i in range(start, size):
         model.pieces.add(
             piece=f"<unused{i}>", score=-1000.0, type=sentencepiece_model_pb2.ModelProto.SentencePiece.USER_DEFINED
         )

@@ -223,7 +223,7 @@ def test_reference_attention_computes_what_eager_attention_computes(tmp_path: Pa
     from transformers import AutoModelForCausalLM
 
     from litert.checkpoint import load_checkpoint
-    from litert.verify import _reference_greedy, load_reference
+    from litert.verify import _reference_along, load_reference
 
     for family in TINY_FAMILIES:
         package = Path(importlib.import_module(f"litert_{family}").__file__).parent / "tiny"
@@ -232,10 +232,9 @@ def test_reference_attention_computes_what_eager_attention_computes(tmp_path: Pa
         assert ours.config._attn_implementation == "sdpa", family  # no tiny checkpoint soft-caps attention
         eager = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32, attn_implementation="eager").eval()
         ids = [(7 * i + 3) % 200 + 2 for i in range(150)]
-        tokens_a, logits_a = _reference_greedy(ours, ids, 12)
-        tokens_b, logits_b = _reference_greedy(eager, ids, 12)
-        assert tokens_a == tokens_b, family
-        assert float((logits_a - logits_b).abs().max()) < 1e-4, family
+        a, b = _reference_along(ours, ids, [], 12), _reference_along(eager, ids, [], 12)
+        assert a.greedy == b.greedy, family
+        assert float((a.greedy_logits - b.greedy_logits).abs().max()) < 1e-4, family
 
 
 @pytest.mark.parametrize("crop", [True, False])
@@ -256,7 +255,7 @@ def test_reference_along_the_bundles_path_is_its_greedy_decode(
 
     from litert import verify
     from litert.checkpoint import load_checkpoint
-    from litert.verify import _reference_along, _reference_greedy, load_reference
+    from litert.verify import _reference_along, load_reference
 
     monkeypatch.setattr(verify, "CROP_CACHE", crop)
     for family in TINY_FAMILIES:
@@ -264,7 +263,8 @@ def test_reference_along_the_bundles_path_is_its_greedy_decode(
         tiny = next(p for p in package.iterdir() if (p / "config.json").is_file())
         model = load_reference(load_checkpoint(tiny))
         ids = [(7 * i + 3) % 200 + 2 for i in range(90)]
-        greedy, logits = _reference_greedy(model, ids, 12)
+        plain = _reference_along(model, ids, [], 12)  # no path: decoded token by token
+        greedy, logits = plain.greedy, plain.greedy_logits
         path = list(greedy)
         if parting is not None:
             path[parting] = (path[parting] + 1) % 200 + 2

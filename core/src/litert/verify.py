@@ -340,12 +340,6 @@ def _stored_float_dtype(ckpt: Checkpoint) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
-def _reference_greedy(model: Any, ids: list[int], tokens: int) -> tuple[list[int], Any]:
-    """transformers' greedy continuation (no stopping) and the logits that chose each token."""
-    found = _reference_along(model, ids, [], tokens)
-    return found.greedy, found.greedy_logits
-
-
 CROP_CACHE = True
 """Cut the reference's cache back at a parting (False: start again from a copy of the
 prompt's cache, for caches that cannot be cut; tests/test_verify.py runs both)."""
@@ -401,23 +395,19 @@ def _reference_along(model: Any, ids: list[int], path: list[int], tokens: int) -
         agreed = next((i for i, (a, b) in enumerate(zip(choices, path, strict=False)) if a != b), len(path))
         greedy = path[:agreed] + choices[agreed : agreed + 1]
         logits = list(along[: len(greedy)])
-        if len(greedy) < tokens:
-            if len(path) > 1:  # the cache read the path past the parting: back to the parting
-                if prompt_cache is None:
-                    if len(path) - 1 > agreed:
-                        cache.crop(agreed - (len(path) - 1))
-                    fed = greedy[-1:]
-                else:
-                    fed, cache, prompt_cache = greedy, prompt_cache, None
-                out = model(torch.tensor([fed]), cache=cache, use_cache=True)
-                cache = out.cache
-                logits.append(out.logits[0, -1].float().clone())
-                greedy.append(int(logits[-1].argmax()))
-            while len(greedy) < tokens:
-                out = model(torch.tensor([[greedy[-1]]]), cache=cache, use_cache=True)
-                cache = out.cache
-                logits.append(out.logits[0, -1].float().clone())
-                greedy.append(int(logits[-1].argmax()))
+        fed = greedy[-1:]
+        if len(greedy) < tokens and len(path) > 1:  # the cache read the path past the parting
+            if prompt_cache is None:
+                if len(path) - 1 > agreed:
+                    cache.crop(agreed - (len(path) - 1))
+            else:
+                fed, cache, prompt_cache = greedy, prompt_cache, None
+        while len(greedy) < tokens:
+            out = model(torch.tensor([fed]), cache=cache, use_cache=True)
+            cache = out.cache
+            logits.append(out.logits[0, -1].float().clone())
+            greedy.append(int(logits[-1].argmax()))
+            fed = greedy[-1:]
     return _Reference(greedy=greedy[:tokens], greedy_logits=torch.stack(logits[:tokens]), path_logits=along)
 
 
@@ -533,7 +523,7 @@ def verify(
         # A near-tie: the reference itself rates the bundle's choice within the margin of its own.
         gap = ref_logp.max(-1).values - ref_logp.gather(-1, ours_t.argmax(-1, keepdim=True)).squeeze(-1)
         agree_margin = torch.maximum(agree, (gap <= thresholds.margin).float())
-        ref_logp = torch.log_softmax(found.greedy_logits, -1)  # where the runtime's answer may part
+        greedy_logp = torch.log_softmax(found.greedy_logits, -1)  # where the runtime's answer may part
         # The runtime's answer compared token by token with transformers'.
         cut = next((i for i, t in enumerate(ref_tokens) if t in stop_ids), len(ref_tokens))
         reference = ref_tokens[:cut]
@@ -549,7 +539,7 @@ def verify(
         near_tie = False
         if same < min(len(runtime_ids), len(reference_ids)) and reference_ids[: same + 1] == reference[: same + 1]:
             # token-exact up to the parting: was the reference itself nearly undecided there?
-            step = ref_logp[same]
+            step = greedy_logp[same]
             near_tie = bool(step.max() - step[runtime_ids[same]] <= thresholds.margin)
         reports.append(
             PromptReport(
