@@ -8,10 +8,15 @@ from litert.verify import THRESHOLDS, ParityReport, PromptReport, judge
 
 
 def prompt(name: str, top1: float, top1_margin: float, identical: int = 32, parted_at_near_tie: bool = False,
-           kl: float = 0.0) -> PromptReport:  # fmt: skip
+           kl: float = 0.0, runtime: tuple[int, float, bool | None] | None = None) -> PromptReport:  # fmt: skip
+    """`runtime`: where the runtime parted from the .tflite's own answer (tokens, the .tflite's
+    margin there, whether the raw prompt followed it); None when it followed it whole."""
+    follows, gap, raw = runtime if runtime else (32, None, None)
     return PromptReport(name, prompt_tokens=20, positions=32, top1=top1, kl_mean=kl, max_abs_logit_diff=0.1,
                         greedy_identical=identical, greedy_reference=32, greedy_complete=identical == 32,
-                        top1_margin=top1_margin, parted_at_near_tie=parted_at_near_tie)  # fmt: skip
+                        top1_margin=top1_margin, parted_at_near_tie=parted_at_near_tie, runtime_follows=follows,
+                        runtime_follows_whole=runtime is None, runtime_parting_margin=gap,
+                        raw_follows_whole=raw)  # fmt: skip
 
 
 def report(recipe: str, *prompts: PromptReport) -> ParityReport:
@@ -48,11 +53,41 @@ def test_margins_follow_the_recipe_noise() -> None:
 
 
 def test_the_message_blames_the_prompt_when_only_the_answers_part() -> None:
-    # Teacher-forced exact, free-running apart on every prompt: a tokenizer or template that
+    # Teacher-forced exact, free-running apart on every prompt, and the runtime parts from the
+    # .tflite's own answer at once while the raw prompt follows it: a template or tokenizer that
     # differs, not a model that computes something else.
-    prompt_only = report("none", prompt("a", 1.0, 1.0, identical=0), prompt("b", 1.0, 1.0, identical=0))
+    rendering = (0, 2.0, True)
+    prompt_only = report("none", *(prompt(n, 1.0, 1.0, identical=0, runtime=rendering) for n in "ab"))
     assert not prompt_only.passed
+    assert any("parts from the bundle's own greedy answer after 0 tokens" in f for f in prompt_only.failures)
     message = str(prompt_only.failure_error("x.litertlm", "hint"))
     assert "computes what the original computes on the same tokens" in message and "tokenizes" in message
     model = report("none", prompt("a", 0.5, 0.5, identical=0, kl=1.0), prompt("b", 0.5, 0.5, identical=0, kl=1.0))
     assert "does not compute what the original computes" in str(model.failure_error("x.litertlm", "hint"))
+
+
+def test_the_runtime_parting_from_its_own_graph_is_the_engines_fault() -> None:
+    # Teacher-forced exact, and the runtime parts from the .tflite's own answer even on the raw
+    # prompt where the .tflite was sure of its choice: LiteRT-LM computes something else.
+    engine = report("none", prompt("a", 1.0, 1.0), prompt("b", 1.0, 1.0, identical=3, runtime=(3, 0.5, False)))
+    assert not engine.passed
+    assert any("prompt 'b'" in f and "(the prompt as raw text too)" in f for f in engine.failures)
+    message = str(engine.failure_error("x.litertlm", "hint"))
+    assert "LiteRT-LM's answers part from the .tflite's own" in message and "not a conversion error" in message
+
+
+def test_the_runtime_parting_at_a_tie_of_its_own_graph_is_not_a_failure() -> None:
+    # The .tflite itself nearly undecided where the runtime chose otherwise (margin below the
+    # recipe's): summation order, not another computation.
+    tie = report("dynamic_int8", prompt("a", 1.0, 1.0), prompt("b", 1.0, 1.0, runtime=(5, 0.01, None)))
+    assert tie.passed, tie.failures
+    assert tie.runtime_follows_whole == 1 and "runtime = the .tflite's own answers 1/2" in tie.summary_line()
+
+
+def test_answers_parting_where_the_runtime_follows_the_graph_blame_the_recipe() -> None:
+    # Within the recipe's noise teacher-forced, the runtime follows the .tflite whole, yet the
+    # answers part from transformers' on most prompts: quantization moved close choices.
+    noisy = report("dynamic_int8", *(prompt(n, 0.96, 0.96, identical=1) for n in "abc"))
+    assert not noisy.passed
+    message = str(noisy.failure_error("x.litertlm", "hint"))
+    assert "the runtime follows it" in message and "less lossy --quantize" in message

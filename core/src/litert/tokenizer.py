@@ -6,6 +6,10 @@ that does not contain them, before any minute is spent converting.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
 from litert.errors import LitertError
 from litert.types import TokenizerAssets
 
@@ -156,4 +160,35 @@ def agreeing_assets(checkpoint, assets: TokenizerAssets, special: list[str], cha
         f"{assets.path.name} tokenizes differently from transformers' tokenizer of this checkpoint ({problem}); "
         "the bundle's answers would part from the original's for that reason alone",
         "ship the tokenizer.json transformers writes (save_pretrained) beside it, or repair the tokenizer",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleTokenizer:
+    """The tokenizer a bundle carries, read from the bundle: what the runtime turns tokens into
+    text with. transformers' decoder can differ from it on the same ids (a run of byte tokens
+    that is not valid UTF-8: transformers prints every byte as U+FFFD, SentencePiece the
+    valid ones), so answers are compared as the runtime would have written them."""
+
+    encode: Callable[[str], list[int]]
+    decode: Callable[[list[int]], str]
+
+
+def bundle_tokenizer(info: Any) -> BundleTokenizer:
+    """The tokenizer section of a bundle (litert.bundle.BundleInfo), SentencePiece or HF."""
+    import zlib
+
+    if info.section("SP_Tokenizer") is not None:
+        import sentencepiece
+
+        sp = sentencepiece.SentencePieceProcessor()
+        sp.LoadFromSerializedProto(info.read_section("SP_Tokenizer"))
+        return BundleTokenizer(encode=lambda text: list(sp.encode(text)), decode=lambda ids: sp.decode(list(ids)))
+    from tokenizers import Tokenizer
+
+    raw = info.read_section("HF_Tokenizer_Zlib")
+    tok = Tokenizer.from_str(zlib.decompress(raw[8:] if raw[:1] != b"x" else raw).decode())
+    return BundleTokenizer(
+        encode=lambda text: tok.encode(text, add_special_tokens=False).ids,
+        decode=lambda ids: tok.decode(list(ids), skip_special_tokens=False),
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from litert.errors import LitertError
+from litert.tokenizer import BundleTokenizer
 from litert.types import Checkpoint
 
 
@@ -110,6 +111,22 @@ class PromptReport:
     parted_at_near_tie: bool = False
     """The free-running answer parted from the reference's where the reference's own top two
     were within the margin: not held against the bundle."""
+    runtime_follows: int = -1
+    """Tokens of the runtime's answer identical to the bundle's own greedy answer (its .tflite
+    on the compiled-model API, which the teacher-forced figures measure) before they part;
+    -1 when not measured."""
+    runtime_follows_whole: bool = True
+    """The runtime's answer is the bundle's own greedy answer, whole: what the teacher-forced
+    figures say of the .tflite, they say of what the user runs."""
+    runtime_parting_margin: float | None = None
+    """Where the runtime parted from the bundle's own answer: how far below its own choice the
+    .tflite rated the runtime's token, in log-probability. Beyond the recipe's margin the
+    runtime computed something the graph does not (its engine, not the conversion)."""
+    raw_follows_whole: bool | None = None
+    """When the runtime's chat answer parted from the bundle's own beyond the margin: whether
+    the same prompt, sent as the raw text transformers rendered, follows it whole (then the
+    runtime renders the conversation differently) or not (then its engine computes
+    differently). None when not asked."""
 
 
 @dataclasses.dataclass
@@ -149,24 +166,60 @@ class ParityReport:
     def greedy_whole(self) -> int:
         return sum(p.greedy_complete for p in self.prompts)
 
+    @property
+    def runtime_follows_whole(self) -> int:
+        """Prompts on which the runtime's answer is the bundle's own greedy answer, whole."""
+        return sum(p.runtime_follows_whole for p in self.prompts)
+
+    def runtime_partings(self) -> list[PromptReport]:
+        """Prompts where the runtime's answer parted from the bundle's own greedy answer where
+        the .tflite was not near a tie: the runtime computed something else than the graph."""
+        margin = self.thresholds.margin
+        return [
+            p
+            for p in self.prompts
+            if not p.runtime_follows_whole
+            and p.runtime_parting_margin is not None
+            and p.runtime_parting_margin > margin
+        ]
+
     def failure_error(self, where: Path | str, hint: str) -> LitertError:
         """The one line for a failed report: blames the model only when the model is to blame.
 
         When the logits agree on the same tokens (top-1 and KL within the thresholds) and
-        only the free-running answers part, the bundle computes what the original computes:
-        what differs is the prompt the runtime renders and tokenizes."""
+        only the free-running answers part, the bundle computes what the original computes,
+        and the runtime's own answers say what else differs: the runtime's engine (its answer
+        parts from the .tflite's own even on the raw prompt), the prompt as it renders the
+        conversation (the raw prompt follows), or neither (the runtime follows the .tflite:
+        the recipe's noise moved a close choice)."""
         t = self.thresholds
-        if self.prompts and self.top1_margin >= t.top1 and (t.kl is None or self.kl <= t.kl):
+        failures = "; ".join(self.failures)
+        if not (self.prompts and self.top1_margin >= t.top1 and (t.kl is None or self.kl <= t.kl)):
+            return LitertError(
+                f"the bundle does not compute what the original computes ({failures}); "
+                f"it is kept at {where}, marked as failed",
+                hint,
+            )
+        parted = self.runtime_partings()
+        if any(not p.raw_follows_whole for p in parted):
+            return LitertError(
+                f"the bundle's .tflite computes what the original computes on the same tokens, but LiteRT-LM's "
+                f"answers part from the .tflite's own ({failures}): the runtime's engine computes something else "
+                f"than the graph it runs; it is kept at {where}, marked as failed",
+                "not a conversion error: report it to LiteRT-LM with the output of `litert verify --json`",
+            )
+        if parted:
             return LitertError(
                 f"the bundle computes what the original computes on the same tokens, but its answers part from "
-                f"transformers' ({'; '.join(self.failures)}): the prompt as the runtime renders and tokenizes it "
+                f"transformers' ({failures}): the prompt as the runtime renders and tokenizes it "
                 f"differs from transformers' (chat template or tokenizer); it is kept at {where}, marked as failed",
                 "compare `litert inspect` (template, stop tokens) with the checkpoint's tokenizer_config.json",
             )
         return LitertError(
-            f"the bundle does not compute what the original computes ({'; '.join(self.failures)}); "
-            f"it is kept at {where}, marked as failed",
-            hint,
+            f"the bundle computes what the original computes within the {self.quantize} recipe's noise, and the "
+            f"runtime follows it, but its greedy answers part from transformers' ({failures}): the recipe moved "
+            f"close choices; it is kept at {where}, marked as failed",
+            "a less lossy --quantize recipe keeps more answers (docs/verify.md says what each keeps)",
         )
 
     def summary_line(self) -> str:
@@ -176,7 +229,8 @@ class ParityReport:
             f"parity: top-1 {self.top1 * 100:.1f}%{ties}, KL {self.kl:.4f}, "
             f"max |Δlogit| {self.max_abs_logit_diff:.3f}, "
             f"greedy answers identical {self.greedy_whole}/{len(self.prompts)} "
-            f"(shortest identical run {self.greedy_min} tokens) ({self.quantize}) — {verdict}"
+            f"(shortest identical run {self.greedy_min} tokens), runtime = the .tflite's own answers "
+            f"{self.runtime_follows_whole}/{len(self.prompts)} ({self.quantize}) — {verdict}"
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -192,17 +246,19 @@ class ParityReport:
             "max_abs_logit_diff": round(self.max_abs_logit_diff, 6),
             "greedy_min": self.greedy_min,
             "greedy_whole": self.greedy_whole,
+            "runtime_follows_whole": self.runtime_follows_whole,
             "thresholds": dataclasses.asdict(self.thresholds),
             "prompts": [dataclasses.asdict(p) for p in self.prompts],
         }
 
     def table(self) -> str:
-        rows = [("prompt", "tokens", "positions", "top-1", "KL", "max|Δ|", "greedy identical")]
+        rows = [("prompt", "tokens", "positions", "top-1", "KL", "max|Δ|", "greedy identical", "runtime = .tflite")]
         for p in self.prompts:
             greedy = f"{p.greedy_identical}/{p.greedy_reference}" + (" (whole answer)" if p.greedy_complete else "")
+            follows = "whole answer" if p.runtime_follows_whole else f"{p.runtime_follows} tokens"
             rows.append(
                 (p.name, str(p.prompt_tokens), str(p.positions), f"{p.top1 * 100:.1f}%", f"{p.kl_mean:.5f}",
-                 f"{p.max_abs_logit_diff:.4f}", greedy)
+                 f"{p.max_abs_logit_diff:.4f}", greedy, follows)
             )  # fmt: skip
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -411,30 +467,88 @@ def _reference_along(model: Any, ids: list[int], path: list[int], tokens: int) -
     return _Reference(greedy=greedy[:tokens], greedy_logits=torch.stack(logits[:tokens]), path_logits=along)
 
 
-def _runtime_answer(engine: Any, messages: list[dict[str, str]] | str, tokens: int) -> str:
+def _runtime_answer(engine: Any, messages: list[dict[str, str]] | str, tokens: int, name: str) -> str:
+    """The runtime's greedy answer; its failure in one line naming the prompt."""
     import litert_lm
 
     from litert.runtime import continue_raw
 
     greedy = litert_lm.SamplerConfig(top_k=1, temperature=1.0, top_p=1.0, seed=0)
-    if isinstance(messages, str):  # a base model: the text as it is, no turn markers
-        return "".join(continue_raw(engine, greedy, messages, tokens))
-
-    *history, last = messages
-    system = None
-    if history and history[0]["role"] == "system":
-        system, history = history[0]["content"], history[1:]
-    conversation = engine.create_conversation(
-        messages=history or None,
-        system_message=system,
-        sampler_config=greedy,
-        max_output_tokens=tokens,
-    )
     try:
-        reply = conversation.send_message(last["content"])
-        return "".join(getattr(part, "text", "") or "" for part in reply.contents)
-    finally:
-        conversation.close()
+        if isinstance(messages, str):  # a base model: the text as it is, no turn markers
+            return "".join(continue_raw(engine, greedy, messages, tokens))
+
+        *history, last = messages
+        system = None
+        if history and history[0]["role"] == "system":
+            system, history = history[0]["content"], history[1:]
+        conversation = engine.create_conversation(
+            messages=history or None,
+            system_message=system,
+            sampler_config=greedy,
+            max_output_tokens=tokens,
+        )
+        try:  # streamed: a failure then carries the runtime's own words
+            return "".join(
+                getattr(part, "text", "") or ""
+                for message in conversation.send_message_async(last["content"])
+                for part in message.contents
+            )
+        finally:
+            conversation.close()
+    except RuntimeError as exc:
+        raise LitertError(
+            f"the runtime failed on the verification prompt {name!r}: {exc}",
+            "a model that chooses a token its tokenizer cannot decode (an id beyond the tokenizer, as random "
+            "weights may) stops the runtime too; the runtime's log is in $LITERT_HOME/logs",
+        ) from exc
+
+
+def _until_stop(tokens: list[int], stop_ids: set[int]) -> list[int]:
+    return tokens[: next((i for i, t in enumerate(tokens) if t in stop_ids), len(tokens))]
+
+
+def _comparable(text: str) -> str:
+    """Text as two decoders agree on it: a character neither can show (U+FFFD for an incomplete
+    UTF-8 sequence, a control character) is one placeholder, whichever each chose to print."""
+    import unicodedata
+
+    return "".join(
+        "\ufffd" if c == "\ufffd" or (unicodedata.category(c) == "Cc" and c not in "\n\t") else c for c in text
+    )
+
+
+def _parting(
+    tokenizer: BundleTokenizer, tokens: list[int], answer: str, logp: Any, stop_ids: set[int]
+) -> tuple[int, bool, float | None]:
+    """How many of `tokens` the runtime's `answer` (text) repeats before it parts, whether it
+    repeats them whole, and at the parting how far below its own choice `logp` (the
+    log-probabilities behind `tokens`) rates the runtime's next token (or its stop tokens,
+    when the runtime's answer ended there).
+
+    Compared as text, prefix by prefix, decoded by the tokenizer the bundle carries (the
+    runtime's): the runtime gives text, and text tokenized again is not the tokens that made
+    it (a model that emits single bytes makes pieces no tokenizer would), so counting
+    re-tokenized ids blamed models for a round trip through their tokenizer."""
+    target = _comparable(answer)
+    same, matched = 0, 0
+    for i in range(1, len(tokens) + 1):
+        text = _comparable(tokenizer.decode(tokens[:i]))
+        if target.startswith(text):
+            same, matched = i, len(text)
+        elif not target.startswith(text.rstrip("\ufffd")):  # else: a character still incomplete
+            break
+    if same == len(tokens):
+        whole = matched == len(target)
+        if whole or same >= len(logp):
+            return same, whole, None
+    step = logp[same]
+    rest = answer[matched:]  # _comparable keeps every character's place
+    following = tokenizer.encode(rest) if rest else []
+    if following:
+        return same, False, float(step.max() - step[following[0]])
+    stops = [t for t in stop_ids if t < step.shape[-1]]
+    return same, False, float(step.max() - step[stops].max()) if stops else None
 
 
 def verify(
@@ -452,6 +566,7 @@ def verify(
     from litert.memory import release_freed_memory
     from litert.runtime import open_engine
     from litert.tflite_runner import BundleModel
+    from litert.tokenizer import bundle_tokenizer
 
     info = read_bundle(bundle_path)
     summary = info.summary
@@ -473,6 +588,7 @@ def verify(
     except Exception as exc:
         raise LitertError(f"transformers cannot load {checkpoint_dir}: {exc}", "pass the original checkpoint") from exc
     stop_ids = set(info.stop_token_ids)
+    decoder = bundle_tokenizer(info)
     prompts = prompt_set(tokenizer, dict(ckpt.config), settings, tokens, quick, info.start_token_ids)
 
     # Three stages, one model in memory at a time (the .tflite as a compiled model, the
@@ -502,18 +618,35 @@ def verify(
     del model
     release_freed_memory()
 
-    # 3. Free-running through the runtime, as the user will run it.
+    # 3. Free-running through the runtime, as the user will run it; where its answer parts
+    # from the bundle's own, the same prompt again as raw text tells rendering from engine.
     import litert_lm
 
     litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
     engine = open_engine(bundle_path, int(info.llm.max_num_tokens))
+    answers, followed, raw_followed = [], [], []
     try:
-        answers = [_runtime_answer(engine, messages, tokens) for _, messages, _ in prompts]
+        for (name, messages, ids), ours in zip(prompts, forced, strict=True):
+            answers.append(_runtime_answer(engine, messages, tokens, name))
+            own = (decoder, _until_stop([int(t) for t in ours.argmax(-1)], stop_ids))
+            logp = torch.log_softmax(torch.from_numpy(ours), -1)
+            followed.append(_parting(*own, answers[-1], logp, stop_ids))
+            _, whole, gap = followed[-1]
+            raw = None
+            if not whole and gap is not None and gap > thresholds.margin:
+                raw = False  # a base model's prompt is raw text already
+            if raw is not None and not isinstance(messages, str):
+                start = list(info.start_token_ids)
+                text = decoder.decode(ids[len(start) :] if ids[: len(start)] == start else ids)
+                raw = _parting(*own, _runtime_answer(engine, text, tokens, name), logp, stop_ids)[1]
+            raw_followed.append(raw)
     finally:
         engine.close()
 
     reports = []
-    for (name, _, ids), found, ours, answer in zip(prompts, references, forced, answers, strict=True):
+    for (name, _, ids), found, ours, answer, (follows, follows_whole, parting), raw in zip(
+        prompts, references, forced, answers, followed, raw_followed, strict=True
+    ):
         ref_tokens, ref_logits = found.greedy, found.path_logits
         ours_t = torch.from_numpy(ours)
         ref_logp = torch.log_softmax(ref_logits, -1)
@@ -524,23 +657,12 @@ def verify(
         gap = ref_logp.max(-1).values - ref_logp.gather(-1, ours_t.argmax(-1, keepdim=True)).squeeze(-1)
         agree_margin = torch.maximum(agree, (gap <= thresholds.margin).float())
         greedy_logp = torch.log_softmax(found.greedy_logits, -1)  # where the runtime's answer may part
-        # The runtime's answer compared token by token with transformers'.
-        cut = next((i for i, t in enumerate(ref_tokens) if t in stop_ids), len(ref_tokens))
-        reference = ref_tokens[:cut]
-        reference_ids = tokenizer(tokenizer.decode(reference, skip_special_tokens=False), add_special_tokens=False)[
-            "input_ids"
-        ]
-        runtime_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-        same = 0
-        for a, b in zip(reference_ids, runtime_ids, strict=False):
-            if a != b:
-                break
-            same += 1
-        near_tie = False
-        if same < min(len(runtime_ids), len(reference_ids)) and reference_ids[: same + 1] == reference[: same + 1]:
-            # token-exact up to the parting: was the reference itself nearly undecided there?
-            step = greedy_logp[same]
-            near_tie = bool(step.max() - step[runtime_ids[same]] <= thresholds.margin)
+        # The runtime's answer (text) compared token by token with transformers' and with the
+        # bundle's own greedy path; at a parting, how far below its own choice each model
+        # rated the runtime's token.
+        reference = _until_stop(ref_tokens, stop_ids)
+        same, whole, ref_gap = _parting(decoder, reference, answer, greedy_logp, stop_ids)
+        near_tie = ref_gap is not None and ref_gap <= thresholds.margin
         reports.append(
             PromptReport(
                 name=name,
@@ -550,10 +672,14 @@ def verify(
                 kl_mean=float(kl.clamp_min(0).mean()),
                 max_abs_logit_diff=float((ours_t - ref_logits).abs().max()),
                 greedy_identical=same,
-                greedy_reference=len(reference_ids),
-                greedy_complete=runtime_ids == reference_ids,
+                greedy_reference=len(reference),
+                greedy_complete=whole,
                 top1_margin=float(agree_margin.mean()),
                 parted_at_near_tie=near_tie,
+                runtime_follows=follows,
+                runtime_follows_whole=follows_whole,
+                runtime_parting_margin=parting,
+                raw_follows_whole=raw,
             )
         )
     report = ParityReport(
@@ -595,5 +721,12 @@ def judge(report: ParityReport) -> None:
         if t.greedy_share < 1:
             failures.append(f"greedy answers agree on {met} of {len(report.prompts)} prompts, fewer than half")
         failures.extend(short)
+    for p in report.runtime_partings():  # what the teacher-forced figures measured is not what runs
+        failures.append(
+            f"prompt {p.name!r}: the runtime's answer parts from the bundle's own greedy answer after "
+            f"{p.runtime_follows} tokens, where the .tflite prefers its own token by "
+            f"{p.runtime_parting_margin:.3f} nats "
+            + ("(the prompt as raw text follows it)" if p.raw_follows_whole else "(the prompt as raw text too)")
+        )
     report.failures = failures
     report.passed = not failures
