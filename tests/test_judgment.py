@@ -91,3 +91,46 @@ def test_answers_parting_where_the_runtime_follows_the_graph_blame_the_recipe() 
     assert not noisy.passed
     message = str(noisy.failure_error("x.litertlm", "hint"))
     assert "the runtime follows it" in message and "less lossy --quantize" in message
+
+
+def _char_tokenizer():
+    """Ids 0-25 are the letters a-z, 26 is one byte no decoder can show (printed as U+FFFD by
+    one decoder, as a control character by another), 27 is the stop token."""
+    from litert.tokenizer import BundleTokenizer
+
+    def decode(ids: list[int]) -> str:
+        return "".join("\ufffd" if i == 26 else "" if i == 27 else chr(ord("a") + i) for i in ids)
+
+    return BundleTokenizer(encode=lambda text: [ord(c) - ord("a") for c in text], decode=decode)
+
+
+def _logp(rows: list[list[float]]):
+    import torch
+
+    return torch.log_softmax(torch.tensor(rows), -1)
+
+
+def test_answers_are_compared_as_text_a_character_no_decoder_shows_counting_as_one() -> None:
+    from litert.verify import _parting
+
+    tok = _char_tokenizer()
+    flat = _logp([[0.0] * 28] * 4)
+    # The runtime printed the unshowable byte as a control character: the same answer.
+    assert _parting(tok, [0, 26, 1], "a\x11b", flat, {27}) == (3, True, None)
+
+
+def test_where_the_runtime_parts_the_models_own_margin_is_measured() -> None:
+    import math
+
+    from litert.verify import _parting
+
+    tok = _char_tokenizer()
+    rows = [[0.0] * 28 for _ in range(3)]
+    rows[1][1], rows[1][2] = 2.0, 1.0  # at the second token the model prefers "b" to "c" by 1 nat
+    logp = _logp(rows)
+    same, whole, gap = _parting(tok, [0, 1, 0], "acz", logp, {27})
+    assert (same, whole) == (1, False) and math.isclose(gap, 1.0, abs_tol=1e-5)
+    # The runtime stopped where the model went on: measured against the stop token.
+    rows[1][27] = 0.5
+    same, whole, gap = _parting(tok, [0, 1, 0], "a", _logp(rows), {27})
+    assert (same, whole) == (1, False) and math.isclose(gap, 1.5, abs_tol=1e-5)

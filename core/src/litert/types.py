@@ -21,6 +21,8 @@ QUANTIZATION_RECIPES: tuple[str, ...] = (
     "dynamic_int4_block32",
     "dynamic_int4_block128",
     "dynamic_int4_mlp",
+    "dynamic_int4_hr",
+    "dynamic_int4_hr_blocks",
 )
 """`dynamic_int4_mlp` is litert's mixed recipe: the MLP's weights int4 in blocks of 32 (most of
 a model's parameters), the embedding, attention and LM head int8 per channel as in
