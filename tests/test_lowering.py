@@ -157,6 +157,44 @@ def test_mixed_recipe_puts_int4_in_the_mlp_and_int8_elsewhere(tiny_qwen3: Path, 
     assert kinds == {"mlp": {"INT4"}, "attention": {"INT8"}}, kinds
 
 
+@pytest.mark.parametrize("family", ["qwen3", "llama"])
+def test_int4_with_an_int8_head_keeps_the_head_int8_and_its_weight_stored_once(family: str, tmp_path: Path) -> None:
+    """`dynamic_int4_int8_head`: every weight int4 in blocks of 32 but the LM head's, int8 per
+    channel. The tiny Qwen3's head is its embedding's weight: int8 both, stored once; the tiny
+    Llama's head is a weight of its own: int8, and its embedding int4."""
+    import importlib
+    import json
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    from conftest import SMALLEST, run_cli
+    from litert.bundle import read_bundle
+
+    tiny = importlib.import_module(f"litert_{family}").TINY_CHECKPOINT
+    vocab = json.loads((tiny / "config.json").read_text())["vocab_size"]
+    out = tmp_path / "int8-head.litertlm"
+    result = run_cli("convert", tiny, *SMALLEST, "--quantize", "dynamic_int4_int8_head", "-o", out, "--json",
+                     home=tmp_path / "home")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["parity"]["passed"]
+    info = read_bundle(out)
+    model = schema.ModelT.InitFromPackedBuf(info.read(info.models()["tf_lite_prefill_decode"]), 0)
+    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    vocab_rows: dict[int, str] = {}  # buffer -> type: the embedding and the head, each weight once
+    others = set()
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            if len(tensor.shape) != 2 or min(tensor.shape) < 32 or model.buffers[tensor.buffer].data is None:
+                continue
+            if tensor.shape[0] == vocab:
+                vocab_rows[tensor.buffer] = names[tensor.type]
+            elif names[tensor.type] in ("INT4", "INT8"):
+                others.add(names[tensor.type])
+    assert others == {"INT4"}
+    expected = ["INT8"] if family == "qwen3" else ["INT4", "INT8"]
+    assert sorted(vocab_rows.values()) == expected, vocab_rows
+
+
 def test_int4_blocks_of_zero_weights_still_run(tiny_qwen3: Path, tmp_path: Path) -> None:
     """A block of 32 weights that are all zero gets scale 0 from the quantizer, and XNNPACK
     then refuses the whole tensor (real Qwen2.5-Coder-1.5B at dynamic_int4_block32: verify

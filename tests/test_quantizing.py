@@ -57,11 +57,11 @@ def recipe_for(quantize: str, config: object) -> object:
     from litert_torch.generative.utilities import converter
     from litert_torch.quantize import translate_recipe
 
-    from litert.recipes import litert_recipe
+    from litert.recipes import litert_recipe, tied
 
     if quantize == "fully connected only":
         return fully_connected_only()
-    if own := litert_recipe(quantize):
+    if own := litert_recipe(quantize, tied(config)):
         return own
     flag = converter.get_quant_recipe_from_flag(quantize, config)
     return translate_recipe.translate_to_ai_edge_recipe(flag.generative_recipe)
@@ -119,6 +119,8 @@ def lower_both(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> di
             ("qwen3", q)
             for q in ("dynamic_int8", "weight_only_int8", "dynamic_int4_block32", "dynamic_int4_mlp", "fp16")
         ],
+        # tied (qwen3): the embedding int8 with its head; untied (llama): the head alone
+        *[(family, "dynamic_int4_int8_head") for family in ("qwen3", "llama")],
         ("qwen3", "fully connected only"),
         ("llama", "dynamic_int8"),  # an LM head of its own: the embedding's group is read twice
     ],

@@ -27,8 +27,7 @@ BYTES_PER_PARAM = {
     "dynamic_int4_block32": 0.6,
     "dynamic_int4_block128": 0.55,
     "dynamic_int4_mlp": 0.8,
-    "dynamic_int4_hr": 0.55,
-    "dynamic_int4_hr_blocks": 0.7,
+    "dynamic_int4_int8_head": 0.65,
 }
 """The final model's size per parameter for each recipe (weights and their scales)."""
 

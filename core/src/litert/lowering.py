@@ -17,7 +17,7 @@ from litert.baseline import CLASSIC
 from litert.errors import LitertError
 from litert.flatbuffer import read_head
 from litert.preflight import INT4_BLOCKS, check_block_dims
-from litert.recipes import OWN_RECIPES, litert_recipe
+from litert.recipes import OWN_RECIPES, litert_recipe, tied
 from litert.types import ExportSettings
 
 
@@ -147,7 +147,7 @@ def lower(
     if streamed is not None and (changed := streamed.changed(module)):
         raise streaming.NotStreamable(f"the plugin changed {changed[0]} after loading it")
     edge, quant_config, by_quantizer = _signatures(module, settings)
-    own_recipe = litert_recipe(settings.quantize)
+    own_recipe = litert_recipe(settings.quantize, tied(getattr(module, "config", None)))
     path = workdir / "model.tflite"
     if CLASSIC and own_recipe is not None:
         raise LitertError(f"{settings.quantize} is litert's own recipe: the upstream baseline has no such recipe")

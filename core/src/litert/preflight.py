@@ -256,6 +256,7 @@ INT4_BLOCKS = {
     "dynamic_int4_block32": 32,
     "dynamic_int4_block128": 128,
     "dynamic_int4_mlp": 32,
+    "dynamic_int4_int8_head": 32,
 }
 """The block of each blockwise int4 recipe (the weights' input dimensions must be multiples)."""
 

@@ -67,8 +67,7 @@ THRESHOLDS: dict[str, Thresholds] = {
     "dynamic_int4_block32": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5, margin=_margin(0.6)),
     "dynamic_int4_block128": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5, margin=_margin(0.6)),
     "dynamic_int4_mlp": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5, margin=_margin(0.6)),
-    "dynamic_int4_hr": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5, margin=_margin(0.6)),
-    "dynamic_int4_hr_blocks": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5, margin=_margin(0.6)),
+    "dynamic_int4_int8_head": Thresholds(top1=0.60, kl=0.6, greedy=2, greedy_share=0.5, margin=_margin(0.6)),
 }
 
 QUESTIONS = [
