@@ -41,6 +41,7 @@ RECIPES = (
     "dynamic_int4_block32",
     "dynamic_int4_block128",
     "dynamic_int4_mlp",
+    "dynamic_int4_int8_head",
 )
 QUESTIONS = {
     "paris": "What is the capital of France?",
@@ -88,25 +89,27 @@ def run_one(ckpt: Path, recipe: str, work: Path, questions: list[str]) -> dict:
 def table(rows: list[dict]) -> str:
     lines = [
         "| recipe | top-1 | mean KL | max \\|Δlogit\\| | greedy identical (shortest run / whole answers) | "
-        "passes the thresholds | bundle | convert | peak RSS | answer to the Paris question |"
+        "runtime = .tflite | passes the thresholds | bundle | convert | peak RSS | answer to the Paris question |"
         + (" answer to the coding question |" if any("code" in r for r in rows) else ""),
-        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if any("code" in r for r in rows) else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if any("code" in r for r in rows) else ""),
     ]
     for r in rows:
         if not r.get("ok"):
-            lines.append(f"| {r['recipe']} | conversion failed | | | | | | | | |")
+            lines.append(f"| {r['recipe']} | conversion failed | | | | | | | | | |")
             continue
         if r["parity"]["top1"] is None:
             error = r.get("verify_error", "verify failed").replace("|", "\\|")
             lines.append(
-                f"| {r['recipe']} | {error} | | | | | {r['bytes'] / 1e6:.1f} MB | {r['wall_s']:.0f} s | "
+                f"| {r['recipe']} | {error} | | | | | | {r['bytes'] / 1e6:.1f} MB | {r['wall_s']:.0f} s | "
                 f"{r['peak_rss_gb']:.2f} GB | {r.get('paris', '')} |" + (" |" if "code" in r else "")
             )
             continue
         p = r["parity"]
+        follows = sum(q.get("runtime_follows_whole", False) for q in r["per_prompt"])
         lines.append(
             f"| {r['recipe']} | {p['top1'] * 100:.1f}% | {p['kl']:.4f} | {p['max_abs_logit_diff']:.2f} | "
-            f"{p['greedy_min']} tokens / {p['greedy_whole']}/{r['prompts']} | {'yes' if r['passed'] else 'no'} | "
+            f"{p['greedy_min']} tokens / {p['greedy_whole']}/{r['prompts']} | {follows}/{r['prompts']} | "
+            f"{'yes' if r['passed'] else 'no'} | "
             f"{r['bytes'] / 1e6:.1f} MB | {r['wall_s']:.0f} s | {r['peak_rss_gb']:.2f} GB | {r['paris']} |"
             + (f" {r['code']!r} |".replace("\\n", "⏎") if "code" in r else "")
         )
