@@ -127,10 +127,9 @@ def test_the_model_is_freed_before_quantizing(tiny_qwen3: Path, tmp_path: Path) 
     assert [w for w in weights if w() is not None] == []
 
 
-def test_mixed_recipe_puts_int4_in_the_mlp_and_int8_elsewhere(tiny_qwen3: Path, tmp_path: Path) -> None:
-    """`dynamic_int4_mlp`: the MLP's weights int4 in blocks of 32, the attention's and the
-    embedding's int8, and the bundle still passes its parity check (litert-torch's own
-    feed-forward scope matches no op of litert's models, so the rule is litert's)."""
+def _converted_types(checkpoint: Path, quantize: str, tmp_path: Path) -> tuple[object, dict[int, str]]:
+    """Convert `checkpoint` with `quantize` (parity checked): its prefill/decode model as a
+    flatbuffer object, and the names of its tensor types."""
     import json
 
     from ai_edge_litert import schema_py_generated as schema
@@ -138,14 +137,21 @@ def test_mixed_recipe_puts_int4_in_the_mlp_and_int8_elsewhere(tiny_qwen3: Path, 
     from conftest import SMALLEST, run_cli
     from litert.bundle import read_bundle
 
-    out = tmp_path / "mixed.litertlm"
-    result = run_cli("convert", tiny_qwen3, *SMALLEST, "--quantize", "dynamic_int4_mlp", "-o", out, "--json",
+    out = tmp_path / f"{quantize}.litertlm"
+    result = run_cli("convert", checkpoint, *SMALLEST, "--quantize", quantize, "-o", out, "--json",
                      home=tmp_path / "home")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["parity"]["passed"]
     info = read_bundle(out)
     model = schema.ModelT.InitFromPackedBuf(info.read(info.models()["tf_lite_prefill_decode"]), 0)
-    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    return model, {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+
+def test_mixed_recipe_puts_int4_in_the_mlp_and_int8_elsewhere(tiny_qwen3: Path, tmp_path: Path) -> None:
+    """`dynamic_int4_mlp`: the MLP's weights int4 in blocks of 32, the attention's and the
+    embedding's int8, and the bundle still passes its parity check (litert-torch's own
+    feed-forward scope matches no op of litert's models, so the rule is litert's)."""
+    model, names = _converted_types(tiny_qwen3, "dynamic_int4_mlp", tmp_path)
     kinds: dict[str, set[str]] = {"mlp": set(), "attention": set()}
     for tensor in model.subgraphs[0].tensors:
         name = tensor.name.decode()
@@ -165,21 +171,9 @@ def test_int4_with_an_int8_head_keeps_the_head_int8_and_its_weight_stored_once(f
     import importlib
     import json
 
-    from ai_edge_litert import schema_py_generated as schema
-
-    from conftest import SMALLEST, run_cli
-    from litert.bundle import read_bundle
-
     tiny = importlib.import_module(f"litert_{family}").TINY_CHECKPOINT
     vocab = json.loads((tiny / "config.json").read_text())["vocab_size"]
-    out = tmp_path / "int8-head.litertlm"
-    result = run_cli("convert", tiny, *SMALLEST, "--quantize", "dynamic_int4_int8_head", "-o", out, "--json",
-                     home=tmp_path / "home")  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["parity"]["passed"]
-    info = read_bundle(out)
-    model = schema.ModelT.InitFromPackedBuf(info.read(info.models()["tf_lite_prefill_decode"]), 0)
-    names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    model, names = _converted_types(tiny, "dynamic_int4_int8_head", tmp_path)
     vocab_rows: dict[int, str] = {}  # buffer -> type: the embedding and the head, each weight once
     others = set()
     for graph in model.subgraphs:

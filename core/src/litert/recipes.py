@@ -23,18 +23,20 @@ EMBEDDING = r".*tok_embedding.*"
 """The token embedding's lookup (`…Embedding_tok_embedding`)."""
 
 
-def _int4_mlp(rm: Any, aeq: Any, tied: bool) -> None:
+def _int4_mlp(rm: Any, qtyping: Any, tied: bool) -> None:
     # int8 per channel everywhere, then int4 blocks for the MLP (the later rule wins)
-    rm.add_dynamic_config(".*", aeq.every, 8)
-    rm.add_dynamic_config(FEED_FORWARD, aeq.every, 4, aeq.blocks_of_32)
+    every, blocks = qtyping.TFLOperationName.ALL_SUPPORTED, qtyping.QuantGranularity.BLOCKWISE_32
+    rm.add_dynamic_config(".*", every, 8)
+    rm.add_dynamic_config(FEED_FORWARD, every, 4, blocks)
 
 
-def _int4_int8_head(rm: Any, aeq: Any, tied: bool) -> None:
+def _int4_int8_head(rm: Any, qtyping: Any, tied: bool) -> None:
     # int4 blocks everywhere, then int8 per channel for the LM head — and for the embedding
     # when the head is the embedding's weight: one weight, one rule (two would store it twice,
     # int4 and int8; ai-edge-quantizer 0.10.0 also fails naming that copy)
-    rm.add_dynamic_config(".*", aeq.every, 4, aeq.blocks_of_32)
-    rm.add_dynamic_config(f"{LM_HEAD}|{EMBEDDING}" if tied else LM_HEAD, aeq.every, 8)
+    every, blocks = qtyping.TFLOperationName.ALL_SUPPORTED, qtyping.QuantGranularity.BLOCKWISE_32
+    rm.add_dynamic_config(".*", every, 4, blocks)
+    rm.add_dynamic_config(f"{LM_HEAD}|{EMBEDDING}" if tied else LM_HEAD, every, 8)
 
 
 _RECIPES: dict[str, Callable[[Any, Any, bool], None]] = {
@@ -50,15 +52,10 @@ def litert_recipe(quantize: str, tied: bool = False) -> Any:
     `tied`: the model's LM head is its embedding's weight."""
     if quantize not in _RECIPES:
         return None
-    import types
-
     from ai_edge_quantizer import qtyping, recipe_manager
 
-    aeq = types.SimpleNamespace(
-        every=qtyping.TFLOperationName.ALL_SUPPORTED, blocks_of_32=qtyping.QuantGranularity.BLOCKWISE_32
-    )
     rm = recipe_manager.RecipeManager()
-    _RECIPES[quantize](rm, aeq, tied)
+    _RECIPES[quantize](rm, qtyping, tied)
     return rm.get_quantization_recipe()
 
 

@@ -176,13 +176,7 @@ class ParityReport:
         """Prompts where the runtime's answer parted from the bundle's own greedy answer where
         the .tflite was not near a tie: the runtime computed something else than the graph."""
         margin = self.thresholds.margin
-        return [
-            p
-            for p in self.prompts
-            if not p.runtime_follows_whole
-            and p.runtime_parting_margin is not None
-            and p.runtime_parting_margin > margin
-        ]
+        return [p for p in self.prompts if _parted_beyond(margin, p.runtime_follows_whole, p.runtime_parting_margin)]
 
     def failure_error(self, where: Path | str, hint: str) -> LitertError:
         """The one line for a failed report: blames the model only when the model is to blame.
@@ -505,6 +499,12 @@ def _runtime_answer(engine: Any, messages: list[dict[str, str]] | str, tokens: i
         ) from exc
 
 
+def _parted_beyond(margin: float, whole: bool, gap: float | None) -> bool:
+    """The runtime's answer parted from the .tflite's own where the .tflite preferred its own
+    token by more than `margin`: not a tie the two engines' summation order can explain."""
+    return not whole and gap is not None and gap > margin
+
+
 def _until_stop(tokens: list[int], stop_ids: set[int]) -> list[int]:
     return tokens[: next((i for i, t in enumerate(tokens) if t in stop_ids), len(tokens))]
 
@@ -625,33 +625,33 @@ def verify(
 
     litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
     engine = open_engine(bundle_path, int(info.llm.max_num_tokens))
+    our_logps = [torch.log_softmax(torch.from_numpy(ours), -1) for ours in forced]
     answers, followed, raw_followed = [], [], []
     try:
-        for (name, messages, ids), ours in zip(prompts, forced, strict=True):
+        for (name, messages, ids), ours, logp in zip(prompts, forced, our_logps, strict=True):
             answers.append(_runtime_answer(engine, messages, tokens, name))
             own = (decoder, _until_stop([int(t) for t in ours.argmax(-1)], stop_ids))
-            logp = torch.log_softmax(torch.from_numpy(ours), -1)
             followed.append(_parting(*own, answers[-1], logp, stop_ids))
             _, whole, gap = followed[-1]
             raw = None
-            if not whole and gap is not None and gap > thresholds.margin:
-                raw = False  # a base model's prompt is raw text already
-            if raw is not None and not isinstance(messages, str):
-                start = list(info.start_token_ids)
-                text = decoder.decode(ids[len(start) :] if ids[: len(start)] == start else ids)
-                raw = _parting(*own, _runtime_answer(engine, text, tokens, name), logp, stop_ids)[1]
+            if _parted_beyond(thresholds.margin, whole, gap):
+                if isinstance(messages, str):  # a base model's prompt is raw text already
+                    raw = False
+                else:
+                    start = list(info.start_token_ids)
+                    text = decoder.decode(ids[len(start) :] if ids[: len(start)] == start else ids)
+                    raw = _parting(*own, _runtime_answer(engine, text, tokens, name), logp, stop_ids)[1]
             raw_followed.append(raw)
     finally:
         engine.close()
 
     reports = []
-    for (name, _, ids), found, ours, answer, (follows, follows_whole, parting), raw in zip(
-        prompts, references, forced, answers, followed, raw_followed, strict=True
+    for (name, _, ids), found, ours, our_logp, answer, (follows, follows_whole, parting), raw in zip(
+        prompts, references, forced, our_logps, answers, followed, raw_followed, strict=True
     ):
         ref_tokens, ref_logits = found.greedy, found.path_logits
         ours_t = torch.from_numpy(ours)
         ref_logp = torch.log_softmax(ref_logits, -1)
-        our_logp = torch.log_softmax(ours_t, -1)
         kl = (ref_logp.exp() * (ref_logp - our_logp)).sum(-1)
         agree = (ours_t.argmax(-1) == ref_logits.argmax(-1)).float()
         # A near-tie: the reference itself rates the bundle's choice within the margin of its own.
