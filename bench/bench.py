@@ -173,10 +173,12 @@ def pad_sentencepiece(path: Path, size: int) -> int:
     return start
 
 
-def _tree_rss_kb(root: int) -> int:
-    """The summed resident set of `root` and all its descendants, from /proc."""
+def _tree_rss_kb(root: int) -> tuple[int, int]:
+    """The summed resident set of `root` and all its descendants, from /proc, and the part of
+    it that is not file pages (mapped files — a checkpoint read through mmap — count in the
+    resident set, but the kernel takes them back when memory is short)."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+    rss: dict[int, tuple[int, int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -184,16 +186,19 @@ def _tree_rss_kb(root: int) -> int:
             with open(f"/proc/{entry}/stat") as f:
                 ppid = int(f.read().rsplit(")", 1)[1].split()[1])
             with open(f"/proc/{entry}/statm") as f:
-                rss[int(entry)] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+                fields = f.read().split()
+            page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+            rss[int(entry)] = (int(fields[1]) * page_kb, (int(fields[1]) - int(fields[2])) * page_kb)
         except (OSError, ValueError, IndexError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root]
+    total, anon, todo = 0, 0, [root]
     while todo:
         pid = todo.pop()
-        total += rss.get(pid, 0)
+        total += rss.get(pid, (0, 0))[0]
+        anon += rss.get(pid, (0, 0))[1]
         todo.extend(children.get(pid, []))
-    return total
+    return total, anon
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict:
@@ -208,11 +213,15 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict:
             ["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
         )  # fmt: skip
-        peak_tree = [0]
+        peak_tree, peak_anon = [0], [0]
+        disk_start = shutil.disk_usage(tempfile.gettempdir()).used
+        peak_disk = [disk_start]
 
         def sample() -> None:
             while proc.poll() is None:
-                peak_tree[0] = max(peak_tree[0], _tree_rss_kb(proc.pid))
+                total, anon = _tree_rss_kb(proc.pid)
+                peak_tree[0], peak_anon[0] = max(peak_tree[0], total), max(peak_anon[0], anon)
+                peak_disk[0] = max(peak_disk[0], shutil.disk_usage(tempfile.gettempdir()).used)
                 time.sleep(0.2)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -226,6 +235,8 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict:
         "wall_s": round(wall, 1),
         "peak_rss_gb": round(max(peak_kb, peak_tree[0]) * 1024 / 1e9, 2),
         "peak_one_process_gb": round(peak_kb * 1024 / 1e9, 2),
+        "peak_anon_gb": round(peak_anon[0] * 1024 / 1e9, 2),
+        "peak_disk_gb": round((peak_disk[0] - disk_start) / 1e9, 2),
         "stderr_tail": stderr[-800:] if proc.returncode else "",
         "stderr": stderr,
     }

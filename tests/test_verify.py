@@ -13,8 +13,8 @@ import pytest
 from conftest import FAST, SMALLEST, run_cli
 
 
-def _verify_json(checkpoint: Path, bundle: Path, home: Path) -> tuple[int, dict]:
-    result = run_cli("verify", checkpoint, bundle, "--json", home=home)
+def _verify_json(checkpoint: Path, bundle: Path, home: Path, **env: str) -> tuple[int, dict]:
+    result = run_cli("verify", checkpoint, bundle, "--json", home=home, env=env)
     assert result.returncode in (0, 1), result.stderr
     return result.returncode, json.loads(result.stdout)
 
@@ -101,6 +101,22 @@ def test_answers_in_bytes_are_compared_as_the_runtime_writes_them(tmp_path: Path
     code, report = _verify_json(ckpt, out, home)
     assert code == 0 and report["passed"], report["failures"]
     assert report["greedy_whole"] == report["runtime_follows_whole"] == len(report["prompts"])
+
+
+def test_a_reference_read_from_the_checkpoint_reports_what_the_loaded_one_reports(
+    qwen3_bundle: Path, session_home: Path, tiny_qwen3: Path
+) -> None:
+    # The way a model whose float32 copy does not fit is verified (accelerate reading each
+    # module's weights from the checkpoint as it runs): the same figures to the last bit.
+    _, loaded = _verify_json(tiny_qwen3, qwen3_bundle, session_home, LITERT_REFERENCE="memory")
+    _, offloaded = _verify_json(tiny_qwen3, qwen3_bundle, session_home, LITERT_REFERENCE="disk")
+    assert loaded["passed"] and offloaded["passed"]
+    for a, b in zip(loaded["prompts"], offloaded["prompts"], strict=True):
+        assert [a[k] for k in ("top1", "kl_mean", "max_abs_logit_diff")] == [
+            b[k] for k in ("top1", "kl_mean", "max_abs_logit_diff")
+        ], a["name"]
+        # its own answer taken up to its parting from the bundle's (here: none)
+        assert b["greedy_identical"] == a["greedy_identical"], a["name"]
 
 
 def test_dynamic_int8_qwen3_bundle_full_report(qwen3_bundle: Path, session_home: Path, tiny_qwen3: Path) -> None:
@@ -268,6 +284,36 @@ def test_reference_attention_computes_what_eager_attention_computes(tmp_path: Pa
         a, b = _reference_along(ours, ids, [], 12), _reference_along(eager, ids, [], 12)
         assert a.greedy == b.greedy, family
         assert float((a.greedy_logits - b.greedy_logits).abs().max()) < 1e-4, family
+
+
+def test_reference_read_module_by_module_from_the_checkpoint_is_the_loaded_one_to_the_bit(tmp_path: Path) -> None:
+    """For models whose float32 copy does not fit, accelerate reads each module's weights from
+    the checkpoint's safetensors as it runs: on each family's tiny checkpoint the same logits
+    along a path and the same greedy answer up to its parting from the path, bit for bit, and
+    nothing written beside. (Not Gemma 4's multimodal model, whose forward reads a weight
+    outside its module: verify says so in one line; a Gemma 4 too large for its float32
+    reference is too large for the native exporter, 12.5 bytes per parameter, anyway.)"""
+    import importlib
+
+    import torch
+
+    from litert.checkpoint import load_checkpoint
+    from litert.verify import _reference_along, load_reference
+
+    for family in [f for f in TINY_FAMILIES if f != "gemma4"]:
+        package = Path(importlib.import_module(f"litert_{family}").__file__).parent / "tiny"
+        ckpt = load_checkpoint(next(p for p in package.iterdir() if (p / "config.json").is_file()))
+        (tmp_path / family).mkdir()
+        loaded, offloaded = load_reference(ckpt), load_reference(ckpt, tmp_path / family)
+        assert not any(p.device.type == "cpu" for p in offloaded.parameters()), family  # nothing loaded
+        ids = [(7 * i + 3) % 200 + 2 for i in range(40)]
+        path = _reference_along(loaded, ids, [], 6).greedy
+        path[3] = (path[3] + 1) % 200 + 2
+        a, b = _reference_along(loaded, ids, path, 6), _reference_along(offloaded, ids, path, 6, own=1)
+        assert b.greedy == a.greedy[:4], family  # up to the parting, its own choice there included
+        assert torch.equal(a.path_logits, b.path_logits), family
+        assert torch.equal(a.greedy_logits[:4], b.greedy_logits), family
+        assert list((tmp_path / family).iterdir()) == [], family
 
 
 @pytest.mark.parametrize("crop", [True, False])

@@ -681,10 +681,12 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     progress.stage("Verifying against transformers"),
                     captured_native_output(workdir / "verify.log", enabled=not options.verbose),
                 ):
-                    report = verify(ckpt.path, staged, tokens=16, quick=True, workdir=workdir)
+                    report = verify(ckpt.path, staged, tokens=16, quick=True, workdir=workdir, tflite=tflite)
                     # The parity report travels inside the bundle: written again with it (the same
-                    # model bytes; deterministic, so re-conversions stay byte-identical).
+                    # model bytes; deterministic, so re-conversions stay byte-identical). Not beside
+                    # the first one nor the runtime's packed weights: a bundle's size each.
                     contents.summary["parity"] = {**report.as_json(), "bundle": None, "checkpoint": None}
+                    _remove_staged(staged)
                     size = write_bundle(staged, contents, workdir)
             with progress.stage(f"Storing as {name!r}"):
                 # the entry first: a store that cannot be written leaves -o as it was
@@ -696,11 +698,15 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
                     raise
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-            # the staged file, and what the runtime cached for it under its name while verifying
-            for leftover in [staged, *store.runtime_cache_dir().glob(f"{staged.name}*")]:
-                with contextlib.suppress(OSError):
-                    leftover.unlink()
+            _remove_staged(staged)
         return ConversionResult(name=name, path=output, size=size, seconds=progress.elapsed, plan=plan, parity=report)
+
+
+def _remove_staged(staged: Path) -> None:
+    """Remove the staged bundle and what the runtime cached for it under its name while verifying."""
+    for leftover in [staged, *store.runtime_cache_dir().glob(f"{staged.name}*")]:
+        with contextlib.suppress(OSError):
+            leftover.unlink()
 
 
 def store_result(

@@ -62,6 +62,56 @@ libraries and what the export left. Measured on the default command for Qwen3-0.
 stages stay lower (teacher-forced 3.15 GB, the runtime 1.9 GB, verifying on its own)."""
 
 
+OFFLOADED_REFERENCE_BASE_BYTES = 1.0 * GB
+"""The reference read from the checkpoint module by module (`reference_in_memory` False):
+besides the libraries, the largest module's float32 weights and their stored copy while
+they are cast, its activations and the cache of the long prompt (measured in
+docs/performance.md)."""
+
+
+def reference_in_memory(checkpoint: Checkpoint) -> bool:
+    """Whether verification holds transformers' float32 reference whole (the fast way), or
+    has accelerate read each module's weights from the checkpoint's own safetensors files as
+    it runs (the same logits to the bit; for models whose float32 copy does not fit: Qwen3-8B
+    is 33 GB). LITERT_REFERENCE=memory or =disk decides instead of the memory available."""
+    choice = os.environ.get("LITERT_REFERENCE", "").lower()
+    if choice in ("memory", "disk"):
+        return choice == "memory"
+    try:
+        files = safetensors_files(checkpoint)
+    except LitertError:
+        return True
+    if any(path.suffix != ".safetensors" for path in files):
+        return True  # accelerate would write a copy of pickled weights first: loaded whole
+    whole = _reference_bytes(checkpoint, True)
+    if whole <= _reference_bytes(checkpoint, False):
+        return True  # a small model: whole is the smaller too
+    available = available_bytes()
+    return available is None or whole + VERIFY_BASE_BYTES <= available
+
+
+def _reference_bytes(checkpoint: Checkpoint, in_memory: bool) -> int:
+    """What verification's reference stage holds beside the libraries."""
+    if in_memory:
+        return int(VERIFY_BYTES_PER_PARAM * model_parameters(checkpoint) + stored_bytes(checkpoint))
+    return int(OFFLOADED_REFERENCE_BASE_BYTES + 6 * largest_tensor(checkpoint))
+
+
+def largest_tensor(checkpoint: Checkpoint) -> int:
+    """The parameters of the checkpoint's largest tensor (an embedding or LM head, usually)."""
+    largest = 0
+    for path in safetensors_files(checkpoint):
+        if path.suffix != ".safetensors":
+            continue
+        for key, info in read_header(path).items():
+            if key != "__metadata__":
+                n = 1
+                for dim in info.get("shape", []):
+                    n *= int(dim)
+                largest = max(largest, n)
+    return largest
+
+
 def stored_bytes(checkpoint: Checkpoint) -> int:
     """The checkpoint's weight files, in bytes."""
     return sum(path.stat().st_size for path in safetensors_files(checkpoint))
@@ -126,7 +176,7 @@ def estimate_peak_bytes(
     from litert import quantizing, streaming
 
     params = model_parameters(checkpoint)
-    verifying = VERIFY_BASE_BYTES + VERIFY_BYTES_PER_PARAM * params + stored_bytes(checkpoint) if verify else 0
+    verifying = VERIFY_BASE_BYTES + _reference_bytes(checkpoint, reference_in_memory(checkpoint)) if verify else 0
     if native:
         return int(max(NATIVE_BASE_BYTES + NATIVE_BYTES_PER_PARAM * params, verifying))
     if not streaming.enabled():

@@ -42,16 +42,21 @@ from litert.errors import LitertError
 class _Model:
     """One .tflite of the bundle as a LiteRT compiled model, its packed weights in a file."""
 
-    def __init__(self, data: bytes, weight_cache: Path, num_threads: int) -> None:
+    def __init__(self, source: bytes | Path, weight_cache: Path, num_threads: int) -> None:
+        """`source`: the .tflite's bytes, or a file holding them (mapped by LiteRT, not read)."""
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.options import CpuOptions, Options
 
         # XNNPACK aborts the process when the cache file's disk fills under it: without room
         # for the packed copy (about the model's size), the weights are packed in memory.
-        room = shutil.disk_usage(weight_cache.parent).free >= len(data) * 1.1 + (1 << 20)
+        size = source.stat().st_size if isinstance(source, Path) else len(source)
+        room = shutil.disk_usage(weight_cache.parent).free >= size * 1.1 + (1 << 20)
         cache = str(weight_cache) if room else ""
         options = Options(cpu_options=CpuOptions(num_threads=num_threads, xnnpack_weight_cache_path=cache))
-        self.compiled = CompiledModel.from_buffer(data, options=options)
+        if isinstance(source, Path):
+            self.compiled = CompiledModel.from_file(str(source), options=options)
+        else:
+            self.compiled = CompiledModel.from_buffer(source, options=options)
         self.signatures = self.compiled.get_signature_list()
 
     def inputs(self, signature: str) -> dict[str, Any]:
@@ -82,6 +87,29 @@ class _Model:
         }
 
 
+IN_MEMORY_BYTES = 1 << 30
+"""A bundle's model up to this size is read into memory; a larger one is copied out of the
+bundle into a file that LiteRT maps (its bytes would otherwise be held whole beside the
+packed weights: 15 GB for Qwen3-14B at dynamic_int8)."""
+
+
+def _section_source(bundle: Path, section: Any, directory: Path) -> bytes | Path:
+    """The section's bytes, or for a large one a file in `directory` holding them."""
+    size = section.end - section.begin
+    if size <= IN_MEMORY_BYTES:
+        with open(bundle, "rb") as f:
+            f.seek(section.begin)
+            return f.read(size)
+    out = directory / "model.tflite"
+    with open(bundle, "rb") as src, open(out, "wb") as dst:
+        src.seek(section.begin)
+        while size:
+            chunk = src.read(min(size, 64 << 20))
+            dst.write(chunk)
+            size -= len(chunk)
+    return out
+
+
 class BundleModel:
     """The prefill and decode signatures of a bundle's model, with an explicit KV cache.
 
@@ -89,7 +117,11 @@ class BundleModel:
     cache files (in `workdir`, or a temporary directory of its own in TMPDIR: about the
     size of the bundle's weights)."""
 
-    def __init__(self, path: Path, num_threads: int = 2, workdir: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, num_threads: int = 2, workdir: Path | None = None, tflite: Path | None = None
+    ) -> None:
+        """`tflite`: the bundle's prefill/decode model as a file of its own (the conversion's),
+        mapped instead of read from the bundle."""
         info = read_bundle(path)
         models = info.models()
         if "tf_lite_prefill_decode" not in models:
@@ -99,7 +131,9 @@ class BundleModel:
         self._remove_dir = weakref.finalize(self, shutil.rmtree, self._dir, True)
         try:
             main = models.pop("tf_lite_prefill_decode")
-            self.model = _Model(info.read(main), self._dir / "model.xnnpack_cache", num_threads)
+            same = tflite is not None and tflite.stat().st_size == main.end - main.begin
+            source = tflite if same else _section_source(path, main, self._dir)
+            self.model = _Model(source, self._dir / "model.xnnpack_cache", num_threads)
             self.embedders = [
                 _Model(info.read(sec), self._dir / f"embedder-{i}.xnnpack_cache", num_threads)
                 for i, sec in enumerate(models.values())

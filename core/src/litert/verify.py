@@ -19,6 +19,7 @@ the window length is read from config.json when there is one.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -336,8 +337,14 @@ def prompt_set(
 STORED_DTYPES = {"BF16": "bfloat16", "F16": "float16"}
 
 
-def load_reference(ckpt: Checkpoint) -> Any:
+def load_reference(ckpt: Checkpoint, offload: Path | None = None) -> Any:
     """transformers' model of `ckpt` in float32, the reference verification measures against.
+
+    With `offload` (an empty directory accelerate requires), the model is not loaded: each
+    module's weights are read from the checkpoint's own safetensors files and cast when it
+    runs, and dropped after (transformers' `device_map` "disk" with accelerate; nothing is
+    written there for safetensors checkpoints). The same logits to the bit, at the memory of
+    the largest module — for models whose float32 copy does not fit (`memory.reference_in_memory`).
 
     Loaded as stored and cast afterwards when every weight is stored in one 16-bit type:
     transformers' own float32 load holds the 16-bit tensors and their float32 casts at once
@@ -348,10 +355,21 @@ def load_reference(ckpt: Checkpoint) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
+    attention = reference_attention(dict(ckpt.config))
+    if offload is not None:
+        model = AutoModelForCausalLM.from_pretrained(
+            ckpt.path,
+            dtype=torch.float32,
+            device_map={"": "disk"},
+            offload_folder=str(offload),
+            trust_remote_code=False,
+            attn_implementation=attention,
+        )
+        return model.eval()
     stored = _stored_float_dtype(ckpt)
     dtype = getattr(torch, STORED_DTYPES[stored]) if stored in STORED_DTYPES else torch.float32
     model = AutoModelForCausalLM.from_pretrained(
-        ckpt.path, dtype=dtype, trust_remote_code=False, attn_implementation=reference_attention(dict(ckpt.config))
+        ckpt.path, dtype=dtype, trust_remote_code=False, attn_implementation=attention
     )
     return model.float().eval()
 
@@ -406,9 +424,12 @@ class _Reference:
     path_logits: Any
 
 
-def _reference_along(model: Any, ids: list[int], path: list[int], tokens: int) -> _Reference:
+def _reference_along(model: Any, ids: list[int], path: list[int], tokens: int, own: int | None = None) -> _Reference:
     """The reference's logits at each position of `path` (the bundle's greedy continuation of
-    `ids`) in one forward pass, and its own greedy continuation of `tokens` tokens.
+    `ids`, `tokens` long) in one forward pass, and its own greedy continuation: `tokens` long,
+    or with `own` at least `own` tokens and no decode step beyond what the path gave (where
+    each decode step reads the whole checkpoint again: the answer up to its parting from
+    the bundle's, the token it parts with included).
 
     Why one pass: the reference's decode steps read every float32 weight once a token (2.4 GB
     for Qwen3-0.6B, 122 ms); teacher-forced along the bundle's path, the prompt and the
@@ -453,13 +474,15 @@ def _reference_along(model: Any, ids: list[int], path: list[int], tokens: int) -
                     cache.crop(agreed - (len(path) - 1))
             else:
                 fed, cache, prompt_cache = greedy, prompt_cache, None
-        while len(greedy) < tokens:
+        own = tokens if own is None else min(own, tokens)
+        while len(greedy) < own:
             out = model(torch.tensor([fed]), cache=cache, use_cache=True)
             cache = out.cache
             logits.append(out.logits[0, -1].float().clone())
             greedy.append(int(logits[-1].argmax()))
             fed = greedy[-1:]
-    return _Reference(greedy=greedy[:tokens], greedy_logits=torch.stack(logits[:tokens]), path_logits=along)
+    kept = max(own, min(len(greedy), tokens))
+    return _Reference(greedy=greedy[:kept], greedy_logits=torch.stack(logits[:kept]), path_logits=along)
 
 
 def _runtime_answer(engine: Any, messages: list[dict[str, str]] | str, tokens: int, name: str) -> str:
@@ -553,10 +576,17 @@ def _parting(
 
 
 def verify(
-    checkpoint_dir: Path, bundle_path: Path, tokens: int = 32, quick: bool = False, workdir: Path | None = None
+    checkpoint_dir: Path,
+    bundle_path: Path,
+    tokens: int = 32,
+    quick: bool = False,
+    workdir: Path | None = None,
+    tflite: Path | None = None,
 ) -> ParityReport:
     """Measure `bundle_path` against the transformers model in `checkpoint_dir`; the bundle's
-    packed weights go to a temporary directory in `workdir` (default: TMPDIR) meanwhile."""
+    packed weights go to a temporary directory in `workdir` (default: TMPDIR) meanwhile.
+    `tflite`: the bundle's prefill/decode model as a file of its own (the conversion's), run
+    from there rather than copied out of the bundle."""
 
     import numpy as np
     import torch
@@ -564,7 +594,7 @@ def verify(
 
     from litert.bundle import read_bundle
     from litert.checkpoint import load_checkpoint
-    from litert.memory import release_freed_memory
+    from litert.memory import reference_in_memory, release_freed_memory
     from litert.runtime import open_engine
     from litert.tflite_runner import BundleModel
     from litert.tokenizer import bundle_tokenizer
@@ -596,7 +626,7 @@ def verify(
     # float reference, the runtime's engine): the peak is the largest of them, not their sum.
     # 1. The bundle's .tflite, greedy on its own: the logits behind each of its choices.
     forced = []
-    with BundleModel(bundle_path, workdir=workdir) as bundle_model:
+    with BundleModel(bundle_path, workdir=workdir, tflite=tflite) as bundle_model:
         for _, _, ids in prompts:
             bundle_model.reset()
             bundle_model.prefill(ids[:-1])
@@ -608,15 +638,31 @@ def verify(
     release_freed_memory()
 
     # 2. The reference, teacher-forced along the bundle's choices, and its own greedy answers.
-    try:
-        model = load_reference(ckpt)
-    except Exception as exc:
-        raise LitertError(f"transformers cannot load {checkpoint_dir}: {exc}", "pass the original checkpoint") from exc
-    references = [
-        _reference_along(model, ids, [int(t) for t in ours.argmax(-1)], tokens)
-        for (_, _, ids), ours in zip(prompts, forced, strict=True)
-    ]
-    del model
+    # A reference read from the checkpoint as it runs reads all of it again for every decode
+    # step (80 s for Qwen3-14B): its own answer is taken up to its parting from the bundle's,
+    # which is what the judgment counts while the runtime follows the bundle (it checks that).
+    in_memory = reference_in_memory(ckpt)
+    with tempfile.TemporaryDirectory(prefix="litert-offload-", dir=workdir) as offload:
+        try:
+            model = load_reference(ckpt, None if in_memory else Path(offload))
+        except Exception as exc:
+            raise LitertError(
+                f"transformers cannot load {checkpoint_dir}: {exc}", "pass the original checkpoint"
+            ) from exc
+        try:
+            references = [
+                _reference_along(model, ids, [int(t) for t in ours.argmax(-1)], tokens, None if in_memory else 1)
+                for (_, _, ids), ours in zip(prompts, forced, strict=True)
+            ]
+        except RuntimeError as exc:
+            if in_memory:
+                raise
+            raise LitertError(
+                f"transformers' {ckpt.architectures[0] if ckpt.architectures else 'model'} cannot be run with "
+                f"its weights read from the checkpoint as it goes ({exc})",
+                "verify on a machine where its float32 copy fits (LITERT_REFERENCE=memory loads it whole)",
+            ) from exc
+        del model
     release_freed_memory()
 
     # 3. Free-running through the runtime, as the user will run it; where its answer parts
