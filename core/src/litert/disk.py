@@ -1,10 +1,9 @@
 """Pre-flight disk check: room for the conversion's work files and for the bundle.
 
 The export writes the float model into the work directory (under TMPDIR) at 4 bytes per
-parameter (where the weights stream, only the small ones: the rest are holes until filled,
-and never filled for a recipe quantized from the checkpoint), the quantizer writes its
-result beside it, and the bundle then goes next to the output. Refusing at the start, in
-one line, beats failing after minutes of export (which is also caught, `convert._disk_full`).
+parameter, the quantizer writes its result beside it, and the bundle then goes next to
+the output. For an 8B model that is 33 GB of float model: refusing at the start, in one
+line, beats failing after minutes of export (which is also caught, `convert._disk_full`).
 
 One write cannot be caught once it starts: the converter's own writer of the float model
 (LLVM's) ends the whole process with exit status 1 when the disk fills under it, saying
@@ -41,27 +40,16 @@ let through into a TMPDIR a few kilobytes too small, where the writer above fail
 def needed(params: int, quantize: str, processes: int = 1, verify: bool = False) -> tuple[int, int]:
     """(work directory, output directory) bytes a conversion of `params` parameters needs at its peak.
 
-    The float model is 4 bytes per parameter, but where the weights stream (models of 100 M
-    parameters and more) their zeros are punched out as the writer goes (litert.punching):
-    it takes disk only once `streaming.fill` writes the weights into it, which a recipe
-    quantized from the checkpoint never does. Without holes, two export processes each write
-    their half of the signatures with every weight in it, both at once. The quantized model
-    goes beside the float one, and the quantized values' file (litert.quantizing) beside
-    both. Verification keeps the final model in the work directory and writes XNNPACK's
-    packed copy of its weights beside it (about the same size; `litert.tflite_runner`).
+    With two export processes each writes its half of the signatures as a float model with
+    every weight in it, so both halves (4 bytes per parameter each) exist at once.
+    Verification keeps the final model in the work directory and writes XNNPACK's packed
+    copy of its weights beside it (about the same size; `litert.tflite_runner`).
     """
-    from litert import punching, streaming
-
     final = BYTES_PER_PARAM.get(quantize, 4.0) * params
-    holes = punching.enabled() and streaming.enabled() and params >= streaming.NEARLY_ALL_FROM
-    quantized = final if quantize != "none" else 0
+    work = 4 * params + (final if quantize != "none" else 0)  # the float model, the quantized one beside it
     if from_checkpoint(params, quantize):
-        work = quantized + final + (0 if holes else 4 * params)  # the values' file beside the quantized model
-    else:
-        work = 4 * params + quantized
-    if not holes:
-        work = max(work, 4 * params * processes)
-    work = max(work, 2 * final if verify else 0)
+        work += final  # the quantized values' file (litert.quantizing), beside both
+    work = max(work, 4 * params * processes, 2 * final if verify else 0)
     return int(work + WORK_SLACK), int(final)
 
 

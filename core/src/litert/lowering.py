@@ -251,7 +251,6 @@ def _lower_signatures(signatures: list[Any], streamed: Any, path: Path, step: Ca
     import torch
     from litert_torch._convert import core, litert_converter
 
-    from litert import punching
     from litert.disk import ensure_room
 
     watch = streaming.watching_lowering(streamed) if streamed is not None else contextlib.nullcontext()
@@ -265,17 +264,8 @@ def _lower_signatures(signatures: list[Any], streamed: Any, path: Path, step: Ca
             programs, signatures, lightweight_conversion=True, runtime_constant_folding=False
         )
     del programs
-    written = _weight_bytes(signatures)
-    if streamed is not None and punching.enabled():
-        # the streamed weights' zeros are punched out as they are written: what is written
-        # beside them, and what the watcher may lag behind
-        written = min(written, max(0, written - sum(streamed.sizes)) + punching.LAG_BYTES)
-        with punching.punching(path, streamed.sizes):
-            ensure_room(path, written)  # the writer ends the process on a full disk
-            exporter.to_file(str(path))
-    else:
-        ensure_room(path, written)
-        exporter.to_file(str(path))
+    ensure_room(path, _weight_bytes(signatures))  # the writer ends the process on a full disk
+    exporter.to_file(str(path))
     del exporter
     release_traced_graphs()
 

@@ -111,8 +111,6 @@ class StreamedWeights:
     """Fused checkpoint tensors read as their parts (see `litert.modeling.load_weights`)."""
     names: list[str] = dataclasses.field(default_factory=list)
     """Streamed parameter names; a parameter's index here is its marker's number."""
-    sizes: list[int] = dataclasses.field(default_factory=list)
-    """Each streamed parameter's float32 bytes, by marker number (litert.punching)."""
     storages: dict[int, str] = dataclasses.field(default_factory=dict)
     """The data address of each streamed parameter -> its name (how the lowering is watched)."""
     used: set[str] = dataclasses.field(default_factory=set)
@@ -128,7 +126,6 @@ class StreamedWeights:
             raise NotStreamable(f"parameter {name} is below the lowering's resource-constant size")
         index = len(self.names)
         self.names.append(name)
-        self.sizes.append(param.numel() * 4)
         self.storages[param.untyped_storage().data_ptr()] = name
         values = torch.frombuffer(bytearray(marker(index)), dtype=torch.float32)
         with torch.no_grad():
