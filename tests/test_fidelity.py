@@ -290,14 +290,23 @@ def test_memory_estimate_follows_what_config_json_builds(tiny_qwen3: Path, monke
     monkeypatch.setenv("LITERT_QUANTIZE_FROM_CHECKPOINT", "0")
     assert estimate_peak_bytes(huge, verify=False) == estimate_peak_bytes(huge, verify=False, quantize="fp16")
     monkeypatch.delenv("LITERT_QUANTIZE_FROM_CHECKPOINT")
-    # Verifying holds the float32 reference (4 bytes each), and its files' bytes while it loads.
+    # Verifying holds the float32 reference (4 bytes each), and its files' bytes while it loads,
+    # where it fits.
+    monkeypatch.setenv("LITERT_REFERENCE", "memory")
     assert estimate_peak_bytes(huge) >= 4 * config_parameter_count(huge.config) + stored_bytes(ckpt)
     assert estimate_peak_bytes(huge, verify=False) < 4 * config_parameter_count(huge.config)
-    # Where only verifying does not fit, the refusal says how to convert anyway.
+    monkeypatch.delenv("LITERT_REFERENCE")
     from litert.errors import LitertError
     from litert.memory import check_memory
 
+    # Where it does not fit, the reference is read from the checkpoint module by module: the
+    # conversion, verification included, fits where the export fits.
     monkeypatch.setenv("LITERT_MEMORY_LIMIT", f"{(estimate_peak_bytes(huge, verify=False) + 1e9) / 1e9:.0f}GB")
+    check_memory(huge, verify=True)
+    assert estimate_peak_bytes(huge) < 4 * config_parameter_count(huge.config)
+    # Where only verifying would not fit (here: the reference made to load whole), the refusal
+    # says how to convert anyway.
+    monkeypatch.setenv("LITERT_REFERENCE", "memory")
     with pytest.raises(LitertError) as refused:
         check_memory(huge, verify=True)
     assert "`--no-verify` converts within about" in refused.value.hint

@@ -94,9 +94,10 @@ packed weights: 15 GB for Qwen3-14B at dynamic_int8)."""
 
 
 def _section_source(bundle: Path, section: Any, directory: Path) -> bytes | Path:
-    """The section's bytes, or for a large one a file in `directory` holding them."""
+    """The section's bytes, or for a large one a file in `directory` holding them (where there
+    is room for it and the packed weights beside it)."""
     size = section.end - section.begin
-    if size <= IN_MEMORY_BYTES:
+    if size <= IN_MEMORY_BYTES or shutil.disk_usage(directory).free < 2.2 * size:
         with open(bundle, "rb") as f:
             f.seek(section.begin)
             return f.read(size)
