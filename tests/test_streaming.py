@@ -144,9 +144,10 @@ def build_with(name: str, claim, settings: ExportSettings):
         return get_plugins().call(name, "build_model", claim=claim, settings=settings)
 
 
-def test_ctrl_c_during_a_two_process_export_stops_both_and_leaves_nothing(tmp_path: Path, tiny_qwen3: Path) -> None:
+def _start_two_process_export(tmp_path: Path, tiny_qwen3: Path):
+    """A `litert convert` on two export processes, returned once its second process is starting
+    or lowering; and the TMPDIR its processes carry."""
     import os
-    import signal
     import subprocess
     import time
 
@@ -168,13 +169,15 @@ def test_ctrl_c_during_a_two_process_export_stops_both_and_leaves_nothing(tmp_pa
             break
         seen += line
     assert "tracing prefill_8 (1/" in seen, seen  # the second process is starting or lowering now
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, seen + err
-    assert "interrupted" in err and "Traceback" not in err
-    assert list(tmpdir.glob("litert-*")) == [] and list(out.iterdir()) == []  # (torch keeps a cache dir there)
+    return proc, tmpdir, out, seen
 
-    def ours(pid: str) -> bool:  # a process started with this test's TMPDIR
+
+def _left(tmpdir: Path, seconds: float) -> list[str]:
+    """The command lines of processes started with `tmpdir` as TMPDIR still alive after at most `seconds`."""
+    import os
+    import time
+
+    def ours(pid: str) -> bool:
         try:
             return f"TMPDIR={tmpdir}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
@@ -184,7 +187,34 @@ def test_ctrl_c_during_a_two_process_export_stops_both_and_leaves_nothing(tmp_pa
         return [Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace") for p in os.listdir("/proc")
                 if p.isdigit() and ours(p)]  # fmt: skip
 
-    deadline = time.monotonic() + 2  # a process being reaped may take a moment (the export would take longer)
+    deadline = time.monotonic() + seconds
     while left() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert left() == [], "a process of the conversion outlived it"
+    return left()
+
+
+def test_ctrl_c_during_a_two_process_export_stops_both_and_leaves_nothing(tmp_path: Path, tiny_qwen3: Path) -> None:
+    import signal
+
+    proc, tmpdir, out, seen = _start_two_process_export(tmp_path, tiny_qwen3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, seen + err
+    assert "interrupted" in err and "Traceback" not in err
+    assert list(tmpdir.glob("litert-*")) == [] and list(out.iterdir()) == []  # (torch keeps a cache dir there)
+    # a process being reaped may take a moment (the export would take longer)
+    assert _left(tmpdir, 2) == [], "a process of the conversion outlived it"
+
+
+def test_a_conversion_killed_outright_takes_its_second_export_process_with_it(tmp_path: Path, tiny_qwen3: Path) -> None:
+    # kill -9 (or the OOM killer) gives the conversion no chance to stop its second process;
+    # the kernel must (a parent-death signal), or it lowers on and writes a float model of 4
+    # bytes per parameter into a work directory nobody will remove.
+    import signal
+
+    proc, tmpdir, _, _ = _start_two_process_export(tmp_path, tiny_qwen3)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert [c for c in _left(tmpdir, 5) if "multiprocessing" in c and "resource_tracker" not in c] == [], (
+        "the second export process outlived the conversion"
+    )

@@ -358,3 +358,34 @@ def test_reference_along_the_bundles_path_is_its_greedy_decode(
                 cache = out.cache
                 rows.append(out.logits[0, -1])
         assert float((found.path_logits - torch.stack(rows)).abs().max()) < 1e-4, family
+
+
+def test_the_bundles_model_runs_the_same_from_memory_from_its_own_file_and_copied_out(
+    qwen3_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A conversion's check maps the .tflite it just wrote; `litert verify` reads a small
+    # bundle's model into memory and copies a large one (over 1 GB) out into a file.
+    import numpy as np
+
+    from litert import tflite_runner
+    from litert.bundle import read_bundle
+    from litert.tflite_runner import BundleModel
+
+    info = read_bundle(qwen3_bundle)
+    own = tmp_path / "model.tflite"
+    own.write_bytes(info.read(info.models()["tf_lite_prefill_decode"]))
+    ids = [2, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37]
+
+    def logits(**kwargs) -> tuple[np.ndarray, list[str]]:
+        work = tmp_path / f"work-{len(list(tmp_path.iterdir()))}"
+        work.mkdir()
+        with BundleModel(qwen3_bundle, workdir=work, **kwargs) as model:
+            copied = [p.name for d in work.iterdir() for p in d.iterdir() if p.suffix == ".tflite"]
+            return model.next_token_logits(ids), copied
+
+    in_memory, none = logits()
+    mapped, not_copied = logits(tflite=own)
+    monkeypatch.setattr(tflite_runner, "IN_MEMORY_BYTES", 0)
+    copied_out, copied = logits()
+    assert none == not_copied == [] and copied == ["model.tflite"]
+    assert np.array_equal(in_memory, mapped) and np.array_equal(in_memory, copied_out)

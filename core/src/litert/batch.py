@@ -15,8 +15,8 @@ where it fits; the table comes back to the submitting terminal.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import os
@@ -33,6 +33,7 @@ from typing import Any
 
 from litert.console import Interrupted
 from litert.errors import LitertError
+from litert.lifetime import die_with_parent
 from litert.types import QUANTIZATION_RECIPES
 
 _JOB_KEYS = {"source", "quantize", "prefill_lengths", "kv_cache_max_len", "name", "revision", "family", "verify"}
@@ -259,18 +260,6 @@ def stop_children() -> None:
                 child.send_signal(signal.SIGINT)
 
 
-def _die_with_parent() -> None:
-    """Run in each job's process before `litert convert` starts: the kernel sends it SIGTERM
-    when the batch dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG), so no conversion
-    outlives its batch (it then cleans up as for any SIGTERM)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the batch died before the line above: stop now
-        os._exit(143)
-
-
 def run_job(job: Job, env: dict[str, str] | None = None, log_dir: Path | None = None) -> JobResult:
     """Run one job as a `litert convert` process; measure its wall time and its own peak memory."""
     import socket
@@ -278,9 +267,12 @@ def run_job(job: Job, env: dict[str, str] | None = None, log_dir: Path | None = 
     started = time.monotonic()
     cmd = [sys.executable, "-m", "litert", *job.argv()]
     stderr_path = (log_dir / f"{job.name.replace('/', '--')}.log") if log_dir else None
+    # the job's conversion ends with its batch, even one killed outright (it then cleans up as
+    # for any SIGTERM)
+    ends_with_batch = functools.partial(die_with_parent, signal.SIGTERM, os.getpid(), 143)
     with open(stderr_path or os.devnull, "w+", encoding="utf-8") as err_file, subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=err_file, stdin=subprocess.DEVNULL, text=True,
-        env={**os.environ, **(env or {})}, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        env={**os.environ, **(env or {})}, preexec_fn=ends_with_batch if sys.platform == "linux" else None,
     ) as proc:  # fmt: skip
         assert proc.stdout is not None
         with _CHILDREN_LOCK:

@@ -307,7 +307,15 @@ def _second_process(rebuild: Rebuild, settings: ExportSettings, names: list[str]
 def lower_in_second_process(rebuild: Rebuild, settings: ExportSettings, names: list[str], path: Path) -> list[str]:
     """In the second process: build the streamed model again, lower the signatures `names`
     to `path`, and return the streamed parameters the lowering used."""
+    import multiprocessing
+    import signal
+
+    from litert.lifetime import die_with_parent
     from litert.plugins import get_plugins
+
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:  # the conversion killed outright takes this process with it
+        die_with_parent(signal.SIGKILL, parent.pid, 1)
 
     with streaming.streaming():
         module = get_plugins().call(rebuild.plugin, "build_model", claim=rebuild.claim, settings=settings)
