@@ -12,8 +12,10 @@ export holds the fp32 model: 4 bytes per parameter.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from litert.errors import LitertError
@@ -103,17 +105,16 @@ def _reference_bytes(checkpoint: Checkpoint, in_memory: bool) -> int:
 
 def largest_tensor(checkpoint: Checkpoint) -> int:
     """The parameters of the checkpoint's largest tensor (an embedding or LM head, usually)."""
-    largest = 0
+    return max(_tensor_sizes(checkpoint), default=0)
+
+
+def _tensor_sizes(checkpoint: Checkpoint) -> Iterator[int]:
+    """The parameters of each tensor the checkpoint's safetensors headers describe."""
     for path in safetensors_files(checkpoint):
-        if path.suffix != ".safetensors":
-            continue
-        for key, info in read_header(path).items():
-            if key != "__metadata__":
-                n = 1
-                for dim in info.get("shape", []):
-                    n *= int(dim)
-                largest = max(largest, n)
-    return largest
+        if path.suffix == ".safetensors":
+            for key, info in read_header(path).items():
+                if key != "__metadata__":
+                    yield math.prod(int(dim) for dim in info.get("shape", []))
 
 
 def stored_bytes(checkpoint: Checkpoint) -> int:
@@ -122,19 +123,9 @@ def stored_bytes(checkpoint: Checkpoint) -> int:
 
 
 def parameter_count(checkpoint: Checkpoint) -> int:
-    total = 0
-    for path in safetensors_files(checkpoint):
-        if path.suffix != ".safetensors":
-            total += path.stat().st_size // 2  # pickles: assume 16-bit weights
-            continue
-        for key, info in read_header(path).items():
-            if key == "__metadata__":
-                continue
-            n = 1
-            for dim in info.get("shape", []):
-                n *= int(dim)
-            total += n
-    return total
+    # pickles: their bytes, as 16-bit weights
+    pickled = sum(path.stat().st_size // 2 for path in safetensors_files(checkpoint) if path.suffix != ".safetensors")
+    return pickled + sum(_tensor_sizes(checkpoint))
 
 
 def config_parameter_count(config: Any) -> int:

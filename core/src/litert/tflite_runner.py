@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from litert.bundle import read_bundle
+from litert.bundle import BundleInfo, read_bundle
 from litert.errors import LitertError
 
 
@@ -93,16 +93,14 @@ bundle into a file that LiteRT maps (its bytes would otherwise be held whole bes
 packed weights: 15 GB for Qwen3-14B at dynamic_int8)."""
 
 
-def _section_source(bundle: Path, section: Any, directory: Path) -> bytes | Path:
+def _section_source(info: BundleInfo, section: Any, directory: Path) -> bytes | Path:
     """The section's bytes, or for a large one a file in `directory` holding them (where there
     is room for it and the packed weights beside it)."""
     size = section.end - section.begin
     if size <= IN_MEMORY_BYTES or shutil.disk_usage(directory).free < 2.2 * size:
-        with open(bundle, "rb") as f:
-            f.seek(section.begin)
-            return f.read(size)
+        return info.read(section)
     out = directory / "model.tflite"
-    with open(bundle, "rb") as src, open(out, "wb") as dst:
+    with open(info.path, "rb") as src, open(out, "wb") as dst:
         src.seek(section.begin)
         while size:
             chunk = src.read(min(size, 64 << 20))
@@ -133,7 +131,7 @@ class BundleModel:
         try:
             main = models.pop("tf_lite_prefill_decode")
             same = tflite is not None and tflite.stat().st_size == main.end - main.begin
-            source = tflite if same else _section_source(path, main, self._dir)
+            source = tflite if same else _section_source(info, main, self._dir)
             self.model = _Model(source, self._dir / "model.xnnpack_cache", num_threads)
             self.embedders = [
                 _Model(info.read(sec), self._dir / f"embedder-{i}.xnnpack_cache", num_threads)
