@@ -23,6 +23,21 @@ from litert.types import ExportSettings, PromptFormat, SamplerDefaults, Tokenize
 SUMMARY_KEY = "litert"
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportedModels:
+    """The models an export produced: prefill/decode, the others by LiteRT-LM model type,
+    and the executor metadata a transformers-native export writes beside them."""
+
+    main: Path
+    others: tuple[tuple[Path, str], ...] = ()
+    """(path, section model type), e.g. (embedder.tflite, "tf_lite_embedder")."""
+    executor_metadata: Path | None = None
+    """The exporter's ExecutorMetadata proto: every state buffer (KV caches, LFM2's
+    convolution states) by name and kind. Without it LiteRT-LM guesses the caches from the
+    first input's name, and a model whose layer 0 is a convolution (every LFM2) then loses
+    its attention caches between prefill and decode."""
+
+
 @dataclasses.dataclass
 class BundleContents:
     """Everything the bundle writer needs, gathered by the conversion pipeline."""
@@ -39,6 +54,8 @@ class BundleContents:
     other_models: tuple[tuple[Path, str], ...] = ()
     """Models beside prefill/decode (path, LiteRT-LM section type, e.g. "tf_lite_embedder"),
     from a transformers-native export."""
+    executor_metadata: Path | None = None
+    """The runtime's ExecutorMetadata (state buffers), from a transformers-native export."""
 
 
 @contextlib.contextmanager
@@ -124,6 +141,8 @@ def write_bundle(path: Path, contents: BundleContents, workdir: Path) -> int:
     builder.add_tflite_model(str(contents.tflite), builder_lib.TfLiteModelType.PREFILL_DECODE)
     for model, kind in contents.other_models:
         builder.add_tflite_model(str(model), builder_lib.TfLiteModelType(kind))
+    if contents.executor_metadata is not None:
+        builder.add_executor_metadata(str(contents.executor_metadata))
     with atomic_output(path) as tmp, reproducible_system_metadata(contents, meta_path):
         with open(tmp, "wb") as f:
             builder.build(f)
@@ -149,7 +168,8 @@ def reproducible_system_metadata(contents: BundleContents, meta_path: Path) -> I
     from litert_lm_builder import litertlm_builder
 
     digest = hashlib.sha256()
-    for part in (contents.tflite, *(p for p, _ in contents.other_models), contents.tokenizer.path, meta_path):
+    extra = [contents.executor_metadata] if contents.executor_metadata is not None else []
+    for part in (contents.tflite, *(p for p, _ in contents.other_models), *extra, contents.tokenizer.path, meta_path):
         with open(part, "rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
     digest.update(json.dumps(contents.summary, sort_keys=True).encode())

@@ -20,6 +20,7 @@ from typing import Any
 import litert
 from litert import checkpoint as checkpoint_lib
 from litert import hf, store, streaming, templates, tokenizer, weights
+from litert.bundle import ExportedModels
 from litert.console import Progress, Steps, captured_native_output, check_interrupted, signals_held
 from litert.errors import LitertError
 from litert.plugins import PluginSet, get_plugins
@@ -564,12 +565,11 @@ def check_writable_dir(directory: Path) -> None:
         ) from exc
 
 
-def export_step(
-    plugins: PluginSet, plan: ConversionPlan, workdir: Path, progress: Progress
-) -> tuple[Path, tuple[tuple[Path, str], ...]]:
+def export_step(plugins: PluginSet, plan: ConversionPlan, workdir: Path, progress: Progress) -> ExportedModels:
     """Steps 3 and 4: build the model through the plugin, lower it to a float .tflite
     (streamed weights, on two processes where it pays), quantize; the prefill/decode
-    .tflite, and the other models (path, section type) a transformers-native export made."""
+    .tflite, and what else a transformers-native export made (other models, executor
+    metadata)."""
     from litert.lowering import Rebuild, export_processes, lower, planned_steps
     from litert.quantizing import quantize
 
@@ -600,12 +600,10 @@ def export_step(
             gc.collect()
             if s.quantize != "none":
                 step(f"quantizing ({s.quantize})")
-            return quantize(lowered, workdir), ()
+            return ExportedModels(main=quantize(lowered, workdir))
 
 
-def native_export_step(
-    native: NativeExport, plan: ConversionPlan, workdir: Path, progress: Progress
-) -> tuple[Path, tuple[tuple[Path, str], ...]]:
+def native_export_step(native: NativeExport, plan: ConversionPlan, workdir: Path, progress: Progress) -> ExportedModels:
     """Steps 3 and 4 for a family built by litert-torch's transformers-native exporter."""
     from litert.native import export_native, exporter_recipe
 
@@ -614,10 +612,9 @@ def native_export_step(
     title = f"Exporting {len(s.prefill_lengths)} prefill + 1 decode signatures, transformers-native ({s.quantize})"
     with failing_as("exporting and quantizing", workdir), progress.stage(title, open_line=True):
         with Steps(2, progress.stream) as step:
-            models = export_native(
+            return export_native(
                 native, plan.claim.checkpoint.path, s.prefill_lengths, s.kv_cache_max_len, recipe, workdir, step
             )
-    return models.main, models.others
 
 
 def convert(source: str, options: ConvertOptions, progress: Progress | None = None) -> ConversionResult:
@@ -655,10 +652,12 @@ def convert(source: str, options: ConvertOptions, progress: Progress | None = No
         staged = output.with_name(f".{output.stem}.{os.getpid()}.staged.litertlm")
         try:
             with captured_native_output(workdir / "convert.log", enabled=not options.verbose):
-                tflite, other_models = export_step(plugins, plan, workdir, progress)
+                models = export_step(plugins, plan, workdir, progress)
+                tflite = models.main
                 contents = BundleContents(
                     tflite=tflite,
-                    other_models=other_models,
+                    other_models=models.others,
+                    executor_metadata=models.executor_metadata,
                     tokenizer=plan.tokenizer,
                     prompt=plan.prompt,
                     stop_token_ids=plan.stop_token_ids,

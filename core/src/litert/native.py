@@ -4,32 +4,28 @@ For families the classic generative layers cannot express (Gemma 4's per-layer e
 and shared KV, LFM2's short convolutions), a plugin answers `build_model` with a
 `NativeExport`. The exporter then traces transformers' own modules (patched by
 litert-torch for export) with the recipe and the lengths always explicit, and writes its
-own `.litertlm`; from that file only the models are taken (prefill/decode, and the
-embedders when externalized): the bundle around them — metadata, tokenizer, chat
+own `.litertlm`; from that file the models are taken (prefill/decode, and the embedders
+when externalized) with the executor metadata that says which of their tensors are state
+the runtime carries from step to step; the bundle around them — metadata, tokenizer, chat
 template, summary, parity — is written by `litert.bundle` as for every other family.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from litert.errors import LitertError
 from litert.types import NATIVE_RECIPES, NativeExport
 
+if TYPE_CHECKING:
+    from litert.bundle import ExportedModels
+
 MODEL_SECTION = "tf_lite_prefill_decode"
-
-
-@dataclasses.dataclass(frozen=True)
-class NativeModels:
-    """The models an export produced: prefill/decode, and the others by LiteRT-LM model type."""
-
-    main: Path
-    others: tuple[tuple[Path, str], ...] = ()
-    """(path, section model type), e.g. (embedder.tflite, "tf_lite_embedder")."""
+EXECUTOR_METADATA_SECTION = "ExecutorMetadataProto"
 
 
 def exporter_recipe(quantize: str) -> str:
@@ -58,9 +54,22 @@ def version_shims() -> Iterator[None]:
       too large — a sampled answer draws from another distribution. Found by comparing
       each layer's output of the exported graph with transformers' (all exact to 1e-6, the
       logits off by up to 0.3): the logits are soft-capped here as transformers does.
+    - LFM2's prefill: the exported graph tells the prompt's tokens from the padding of a
+      prefill chunk by `tokens != pad_token_id` (the tokenizer's pad id), and its short
+      convolutions keep the last valid tokens as their state. LiteRT-LM pads a chunk with
+      zeros (and zero positions), so for any tokenizer whose pad id is not 0 (a fine-tune
+      padding with `<|im_end|>`, say) the padding entered the convolution state and the
+      runtime's answer parted from transformers' after the first token; where the pad id is
+      a real token (eos), the prompt's own turn ends were dropped from the state. The
+      tokens are told by their positions instead, as the exporter already does for
+      embeddings: within a chunk the prompt's positions rise, the runtime's padding's do
+      not. Found by driving the bundle's .tflite as the runtime does (pending last token,
+      zero padding): the KV caches agree, the convolution states did not.
     """
+    from litert_torch.generative.export_hf.core import exportable_module
     from litert_torch.generative.export_hf.model_ext.gemma4 import exportable_module as gemma4_modules
     from litert_torch.generative.export_hf.model_ext.lfm2 import patch as lfm2_patch
+    from litert_torch.generative.export_hf.model_ext.lfm2 import short_conv as lfm2_short_conv
 
     layer = lfm2_patch.PatchedLfm2DecoderLayer
     original_layer = layer.forward
@@ -84,13 +93,49 @@ def version_shims() -> Iterator[None]:
             output["logits"] = torch.tanh(output["logits"] / cap) * cap
         return output
 
+    base = exportable_module.LiteRTExportableModuleForDecoderOnlyLM
+    original_adapt = base.adapt_inputs
+    adapt_signature = inspect.signature(original_adapt)
+
+    def adapt_inputs(self, *args, **kwargs):
+        inputs = original_adapt(self, *args, **kwargs)
+        input_pos = adapt_signature.bind(self, *args, **kwargs).arguments.get("input_pos")
+        if self.model.config.model_type == "lfm2" and "valid_mask" in inputs and input_pos is not None:
+            inputs["valid_mask"] = valid_by_position(input_pos)
+        return inputs
+
+    conv = lfm2_short_conv.Lfm2ShortConv
+    original_conv = conv.forward
+
+    def conv_forward(self, hidden_states, past_key_values=None, cache_position=None, **kwargs):
+        if past_key_values is not None and cache_position is not None:
+            layer_cache = past_key_values.layers[self.layer_idx]
+            layer_cache.conv_states = layer_cache.conv_states * (cache_position[:1] > 0).to(hidden_states.dtype)
+        return original_conv(
+            self, hidden_states, past_key_values=past_key_values, cache_position=cache_position, **kwargs
+        )
+
     layer.forward = layer_forward
     decode.forward = decode_forward
+    base.adapt_inputs = adapt_inputs
+    conv.forward = conv_forward
     try:
         yield
     finally:
         layer.forward = original_layer
         decode.forward = original_decode
+        base.adapt_inputs = original_adapt
+        conv.forward = original_conv
+
+
+def valid_by_position(input_pos):
+    """Which of a prefill chunk's entries are the prompt's, as `[1, T]` booleans: the first
+    always, then each whose position rises over the one before (LiteRT-LM pads a chunk
+    with position 0)."""
+    import torch
+
+    rising = input_pos[1:] > input_pos[:-1]
+    return torch.cat([torch.ones_like(input_pos[:1], dtype=torch.bool), rising]).unsqueeze(0)
 
 
 def export_native(
@@ -101,12 +146,12 @@ def export_native(
     recipe: str,
     workdir: Path,
     step: Callable[[str], None],
-) -> NativeModels:
+) -> ExportedModels:
     """Run the exporter on `checkpoint` into `workdir` with the exporter's `recipe`
     (`exporter_recipe`); the models it made."""
     from litert_torch.generative.export_hf import export as export_hf
 
-    from litert.bundle import read_bundle
+    from litert.bundle import ExportedModels, read_bundle
 
     out = workdir / "native"
     options = dict(native.options)
@@ -140,7 +185,12 @@ def export_native(
             main = path
         else:
             others.append((path, kind))
+    executor_metadata = None
+    section = info.section(EXECUTOR_METADATA_SECTION)
+    if section is not None:
+        executor_metadata = workdir / "native-executor-metadata.pb"
+        executor_metadata.write_bytes(info.read(section))
     produced.unlink()
     if main is None:
         raise LitertError("the transformers-native exporter wrote no prefill/decode model", "run again with --verbose")
-    return NativeModels(main=main, others=tuple(others))
+    return ExportedModels(main=main, others=tuple(others), executor_metadata=executor_metadata)
