@@ -197,6 +197,33 @@ def test_lfm2_conversation_after_conversation_answers_the_same(
     assert first and after_itself == first and after_another == first, (first, after_itself, after_another)
 
 
+def test_verify_lays_a_runtime_only_parting_on_the_runtime(
+    lfm2_by_other_hands: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Broken on purpose as litert-torch 0.10.0 alone exports LFM2: every entry of a prefill
+    # chunk counted as the prompt's, so LiteRT-LM's zero padding enters the convolution state.
+    # litert's .tflite runner never pads: the bundle's graph still computes transformers'
+    # logits, while the runtime's answers part from them — on the raw prompt too, which is how
+    # the report tells the runtime's side from a chat template's.
+    import torch
+
+    import litert.native
+    from litert.convert import ConvertOptions, convert
+    from litert.verify import verify
+
+    monkeypatch.setenv("LITERT_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(
+        litert.native, "valid_by_position", lambda input_pos: torch.ones((1, input_pos.shape[0]), dtype=torch.bool)
+    )
+    checkpoint, out = lfm2_by_other_hands[0], tmp_path / "padding-in-the-state.litertlm"
+    convert(str(checkpoint), ConvertOptions(output=out, quantize="none", verify=False))
+    report = verify(checkpoint, out, tokens=16).as_json()
+    assert report["top1"] == 1.0 and report["max_abs_logit_diff"] < 1e-3, report
+    assert not report["passed"], report
+    parted = [p for p in report["prompts"] if not p["runtime_follows_whole"]]
+    assert parted and all(p["raw_follows_whole"] is False for p in parted), report["prompts"]
+
+
 def test_dense_gemma4_by_other_hands_converts_exactly(tmp_path: Path, tiny_gemma4: Path) -> None:
     # Gemma4ForCausalLM without per-layer embeddings: sliding and full layers with their own
     # head sizes, proportional partial RoPE on the full ones, soft-capped logits.
