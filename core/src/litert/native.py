@@ -16,7 +16,7 @@ import contextlib
 import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from litert.errors import LitertError
 from litert.types import NATIVE_RECIPES, NativeExport
@@ -42,32 +42,44 @@ def exporter_recipe(quantize: str) -> str:
 
 @contextlib.contextmanager
 def version_shims() -> Iterator[None]:
-    """Where the pinned litert-torch and transformers disagree, make them agree for one export.
+    """Where the pinned litert-torch disagrees with transformers or with LiteRT-LM, make them
+    agree for one export (each shim below says what it mends and how it was found); the
+    patched methods are restored afterwards."""
+    patches = [*_lfm2_shims(), _gemma4_softcap_shim()]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    for owner, name, replacement in patches:
+        setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
 
-    - LFM2: transformers 5 renamed the decoder layer's `past_key_values` argument to `cache`;
+
+def _lfm2_shims() -> list[tuple[type, str, Callable[..., Any]]]:
+    """LFM2, three shims.
+
+    - transformers 5 renamed the decoder layer's `past_key_values` argument to `cache`;
       litert-torch's patched layer still reads `past_key_values`, gets None and fails in its
       short convolution. The patched layer is given the cache under its old name.
-    - Gemma 4 with an externalized embedder: litert-torch's decode module computes the
-      logits as `lm_head(hidden_states)` and leaves out the final logit soft-capping
-      (`tanh(logits / cap) * cap`, cap 30) that transformers' `forward` applies. The greedy
-      token is the same (tanh keeps the order), but every logit above a few units comes out
-      too large — a sampled answer draws from another distribution. Found by comparing
-      each layer's output of the exported graph with transformers' (all exact to 1e-6, the
-      logits off by up to 0.3): the logits are soft-capped here as transformers does.
-    - LFM2's prefill: the exported graph tells the prompt's tokens from the padding of a
-      prefill chunk by `tokens != pad_token_id` (the tokenizer's pad id), and its short
-      convolutions keep the last valid tokens as their state. LiteRT-LM pads a chunk with
-      zeros (and zero positions), so for any tokenizer whose pad id is not 0 (a fine-tune
-      padding with `<|im_end|>`, say) the padding entered the convolution state and the
-      runtime's answer parted from transformers' after the first token; where the pad id is
-      a real token (eos), the prompt's own turn ends were dropped from the state. The
-      tokens are told by their positions instead, as the exporter already does for
-      embeddings: within a chunk the prompt's positions rise, the runtime's padding's do
-      not. Found by driving the bundle's .tflite as the runtime does (pending last token,
-      zero padding): the KV caches agree, the convolution states did not.
+    - The prefill's padding: the exported graph tells a chunk's tokens from its padding by
+      `tokens != pad_token_id` (the tokenizer's pad id), and the short convolutions keep the
+      last valid tokens as their state. LiteRT-LM pads a chunk with token 0 at position 0,
+      so for any tokenizer whose pad id is not 0 (a fine-tune padding with `<|im_end|>`, say)
+      the padding entered the convolution state and the runtime's answers parted from
+      transformers'; where the pad id is a real token, the prompt's own turn ends were
+      dropped from the state. The tokens are told by position instead (`valid_by_position`),
+      as the exporter already does for embedding inputs.
+    - A conversation's start: LiteRT-LM 0.18.1 begins each conversation at position 0 on the
+      state buffers the last one left — harmless for a KV cache (stale entries are masked),
+      not for a convolution state: the same question asked twice on one engine was answered
+      differently from its second token. At position 0 the graph starts from an empty state.
+
+    The last two were found by driving the bundle's .tflite as the runtime does (the last
+    token of each prefill call held for the next step, zero padding) beside transformers:
+    the KV caches agreed, the convolution states did not. Exact in every correct case.
     """
     from litert_torch.generative.export_hf.core import exportable_module
-    from litert_torch.generative.export_hf.model_ext.gemma4 import exportable_module as gemma4_modules
     from litert_torch.generative.export_hf.model_ext.lfm2 import patch as lfm2_patch
     from litert_torch.generative.export_hf.model_ext.lfm2 import short_conv as lfm2_short_conv
 
@@ -78,20 +90,6 @@ def version_shims() -> Iterator[None]:
         return original_layer(
             self, hidden_states, *args, past_key_values=cache if past_key_values is None else past_key_values, **kwargs
         )
-
-    decode = gemma4_modules.LiteRTExportableModuleForDecoderOnlyLMGenerateExternalEmbedder
-    original_decode = decode.forward
-    # a litert-torch that caps the logits itself must not have them capped twice
-    caps_itself = "softcap" in inspect.getsource(original_decode)
-
-    def decode_forward(self, *args, **kwargs):
-        output = original_decode(self, *args, **kwargs)
-        cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
-        if cap is not None and "logits" in output and not caps_itself:
-            import torch
-
-            output["logits"] = torch.tanh(output["logits"] / cap) * cap
-        return output
 
     base = exportable_module.LiteRTExportableModuleForDecoderOnlyLM
     original_adapt = base.adapt_inputs
@@ -115,17 +113,34 @@ def version_shims() -> Iterator[None]:
             self, hidden_states, past_key_values=past_key_values, cache_position=cache_position, **kwargs
         )
 
-    layer.forward = layer_forward
-    decode.forward = decode_forward
-    base.adapt_inputs = adapt_inputs
-    conv.forward = conv_forward
-    try:
-        yield
-    finally:
-        layer.forward = original_layer
-        decode.forward = original_decode
-        base.adapt_inputs = original_adapt
-        conv.forward = original_conv
+    return [(layer, "forward", layer_forward), (base, "adapt_inputs", adapt_inputs), (conv, "forward", conv_forward)]
+
+
+def _gemma4_softcap_shim() -> tuple[type, str, Callable[..., Any]]:
+    """Gemma 4 with an externalized embedder: litert-torch's decode module computes the logits
+    as `lm_head(hidden_states)` and leaves out the final logit soft-capping (`tanh(logits /
+    cap) * cap`, cap 30) that transformers' `forward` applies. The greedy token is the same
+    (tanh keeps the order), but every logit above a few units comes out too large — a
+    sampled answer draws from another distribution. Found by comparing each layer's output
+    of the exported graph with transformers' (all exact to 1e-6, the logits off by up to
+    0.3): the logits are soft-capped here as transformers does."""
+    from litert_torch.generative.export_hf.model_ext.gemma4 import exportable_module as gemma4_modules
+
+    decode = gemma4_modules.LiteRTExportableModuleForDecoderOnlyLMGenerateExternalEmbedder
+    original_decode = decode.forward
+    # a litert-torch that caps the logits itself must not have them capped twice
+    caps_itself = "softcap" in inspect.getsource(original_decode)
+
+    def decode_forward(self, *args, **kwargs):
+        output = original_decode(self, *args, **kwargs)
+        cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
+        if cap is not None and "logits" in output and not caps_itself:
+            import torch
+
+            output["logits"] = torch.tanh(output["logits"] / cap) * cap
+        return output
+
+    return decode, "forward", decode_forward
 
 
 def valid_by_position(input_pos):
