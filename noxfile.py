@@ -16,7 +16,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
 CONSTRAINTS = ("-c", "constraints.txt")
-FAMILIES = ("qwen3", "gemma3", "llama", "qwen2", "phi3", "gemma4", "lfm2")
+FAMILIES = ("qwen3", "gemma3", "llama", "qwen2", "phi3", "gemma4", "lfm2", "qwen3_5")
 TEST_PATHS = ("tests", *(f"plugins/litert_{f}/tests" for f in FAMILIES))
 PACKAGES = ("./core", *(f"./plugins/litert_{f}" for f in FAMILIES))
 

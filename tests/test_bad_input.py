@@ -65,7 +65,7 @@ def test_architecture_no_plugin_claims(tmp_path: Path, copy_tiny) -> None:
         result,
         tmp_path,
         "MambaForCausalLM",
-        "installed families: gemma3, gemma4, lfm2, llama, phi3, qwen2, qwen3",
+        "installed families: gemma3, gemma4, lfm2, llama, phi3, qwen2, qwen3, qwen3_5",
         "pip install litert-mamba",
     )
 

@@ -245,4 +245,5 @@ def test_base_environment_is_unaffected(tmp_path: Path) -> None:
         "phi3",
         "qwen2",
         "qwen3",
+        "qwen3_5",
     }

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 MODEL_SECTION = "tf_lite_prefill_decode"
 EXECUTOR_METADATA_SECTION = "ExecutorMetadataProto"
+STATEFUL_MODEL_TYPES = frozenset({"lfm2", "qwen3_5", "qwen3_5_text"})
+"""Models whose layers carry a fixed-size state (short convolutions, linear attention)
+from one chunk to the next: their prefill must not count the runtime's padding."""
 
 
 def exporter_recipe(quantize: str) -> str:
@@ -45,7 +48,7 @@ def version_shims() -> Iterator[None]:
     """Where the pinned litert-torch disagrees with transformers or with LiteRT-LM, make them
     agree for one export (each shim below says what it mends and how it was found); the
     patched methods are restored afterwards."""
-    patches = [*_lfm2_shims(), _gemma4_softcap_shim()]
+    patches = [*_lfm2_shims(), *_qwen3_5_shims(), _gemma4_softcap_shim()]
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, replacement in patches:
         setattr(owner, name, replacement)
@@ -98,7 +101,7 @@ def _lfm2_shims() -> list[tuple[type, str, Callable[..., Any]]]:
     def adapt_inputs(self, *args, **kwargs):
         inputs = original_adapt(self, *args, **kwargs)
         input_pos = adapt_signature.bind(self, *args, **kwargs).arguments.get("input_pos")
-        if self.model.config.model_type == "lfm2" and "valid_mask" in inputs and input_pos is not None:
+        if self.model.config.model_type in STATEFUL_MODEL_TYPES and "valid_mask" in inputs and input_pos is not None:
             inputs["valid_mask"] = valid_by_position(input_pos)
         return inputs
 
@@ -114,6 +117,55 @@ def _lfm2_shims() -> list[tuple[type, str, Callable[..., Any]]]:
         )
 
     return [(layer, "forward", layer_forward), (base, "adapt_inputs", adapt_inputs), (conv, "forward", conv_forward)]
+
+
+def _qwen3_5_shims() -> list[tuple[type, str, Callable[..., Any]]]:
+    """Qwen3.5, two shims (its prefill's padding is told by position as LFM2's, above).
+
+    - Its gated delta net (linear attention) is exported as plain operations, not as the
+      fused `gated_delta_update` custom op: only LiteRT-LM runs that op — litert's own
+      `.tflite` runner cannot, so the bundle could not be verified — and LiteRT-LM 0.18.1's
+      answers with it parted from transformers' at the first token on every prompt tried,
+      while the plain operations' answers are transformers' whole (a 4-layer Qwen3.5 made by
+      transformers, 6 raw prompts of 3–72 tokens, 16 tokens each). litert-torch's patch
+      reads `use_fused_gdn` from the export's extra keywords, which its own validation
+      refuses as unknown: the key is made known.
+    - A conversation's start: as for LFM2, the convolution and recurrent states are emptied
+      at position 0, where LiteRT-LM hands the graph the last conversation's.
+    """
+    from litert_torch.generative.export_hf.core import exportable_module_config
+    from litert_torch.generative.export_hf.model_ext.qwen3_5 import modeling_qwen3_5_static
+
+    config = exportable_module_config.ExportableModuleConfig
+    original_init = config.__post_init__
+
+    def post_init(self):
+        known = exportable_module_config._KNOWN_EXTRA_KWARGS
+        exportable_module_config._KNOWN_EXTRA_KWARGS = frozenset(known) | {"use_fused_gdn"}
+        try:
+            original_init(self)
+        finally:
+            exportable_module_config._KNOWN_EXTRA_KWARGS = known
+
+    net = modeling_qwen3_5_static.Qwen3_5StaticGatedDeltaNet
+    original_net = net.forward
+
+    def net_forward(self, hidden_states, positions=None, past_key_values=None, valid_mask=None, **kwargs):
+        import torch
+
+        where = positions if positions is not None else kwargs.get("position_ids")
+        if past_key_values is not None and where is not None and hasattr(past_key_values, "layers"):
+            layer_cache = past_key_values.layers[self.layer_idx]
+            started = where.reshape(-1)[:1] > 0
+            layer_cache.conv_states = layer_cache.conv_states * started.to(layer_cache.conv_states.dtype)
+            layer_cache.recurrent_states = layer_cache.recurrent_states * started.to(layer_cache.recurrent_states.dtype)
+        if valid_mask is not None and valid_mask.dtype == torch.bool:
+            valid_mask = valid_mask.to(hidden_states.dtype)  # the position-told mask is boolean
+        return original_net(
+            self, hidden_states, positions=positions, past_key_values=past_key_values, valid_mask=valid_mask, **kwargs
+        )
+
+    return [(config, "__post_init__", post_init), (net, "forward", net_forward)]
 
 
 def _gemma4_softcap_shim() -> tuple[type, str, Callable[..., Any]]:

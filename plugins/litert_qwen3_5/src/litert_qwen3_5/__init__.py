@@ -1,0 +1,66 @@
+"""litert-qwen3_5: the Qwen3.5 family plugin for litert (plugin API 2).
+
+Qwen3.5 interleaves gated delta-net linear attention (a short convolution and a recurrent
+state per layer) with full attention, which litert's classic layers cannot express: the
+family is built by litert-torch's transformers-native exporter (`NativeExport`), its
+linear attention as plain operations (litert.native says why), the states carried beside
+the KV cache. ChatML with Qwen's `<think>` reasoning, as Qwen3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litert import (
+    Claim,
+    ExportSettings,
+    LitertError,
+    NativeExport,
+    PluginManifest,
+    PromptFormat,
+    SamplerDefaults,
+    hf,
+    hookimpl,
+    prompts,
+)
+
+__version__ = "0.1.0"
+
+TINY_CHECKPOINT = Path(__file__).parent / "tiny" / "Qwen3_5-tiny"
+
+NOT_YET = ("Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForCausalLM", "Qwen3_5MoeForConditionalGeneration")
+"""Claimed only to be refused with the reason (check_settings): not proven here yet."""
+
+LITERT_PLUGIN = PluginManifest(
+    families=("qwen3_5",),
+    architectures=("Qwen3_5ForCausalLM", *NOT_YET),
+    api_version=2,
+    tiny_checkpoint=TINY_CHECKPOINT,
+    # Qwen's recommended sampling for chat (as Qwen3's).
+    sampler=SamplerDefaults(temperature=0.6, top_p=0.95, top_k=20),
+    native=NativeExport(options={"extra_kwargs": {"use_fused_gdn": False}}),
+)
+
+
+@hookimpl
+def prompt_format(claim: Claim) -> PromptFormat:
+    ckpt = claim.checkpoint
+    # LiteRT-LM 0.18.1 has no Qwen3.5 model type; litert-torch's own bundles use Qwen3's.
+    return prompts.chatml(
+        ckpt,
+        chat_template=hf.chat_template(ckpt),
+        runtime_model_type="qwen3",
+        reasoning_tags=("<think>", "</think>") if "<think>" in hf.added_tokens(ckpt) else None,
+    )
+
+
+@hookimpl
+def check_settings(claim: Claim, settings: ExportSettings) -> None:
+    claimed = set(NOT_YET) & set(claim.checkpoint.architectures)
+    if claimed:
+        raise LitertError(
+            f"{sorted(claimed)[0]} is not converted yet: litert converts Qwen3.5's text model "
+            "(Qwen3_5ForCausalLM); its multimodal and mixture-of-experts models are not proven on the pinned "
+            "toolchain",
+            "convert a Qwen3_5ForCausalLM checkpoint",
+        )
