@@ -17,7 +17,8 @@ same 0.6 GB): ready in 5 s, 2.2 GB after a prefill and eleven decode steps, 0.16
 closed (docs/performance.md).
 
 Bundles made by the transformers-native exporter are run the same way: their other state
-(LFM2's convolution states) rides under the same `kv_cache_` names, and when the token
+(LFM2's convolution states, Qwen3.5's convolution and recurrent ones) rides under the same
+`kv_cache_` names, and when the token
 embedders are models of their own (Gemma 4), each `...embeddings` input of a signature
 is computed by the matching embedder signature (`decode_embedder`,
 `prefill_per_layer_embedder_64`, ...).
