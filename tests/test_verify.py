@@ -217,7 +217,7 @@ def test_failed_bundle_is_kept_marked_failed_and_run_warns(mismatched: tuple[Pat
     assert "warning: this bundle failed its parity check" in run.stderr
 
 
-TINY_FAMILIES = ["qwen3", "gemma3", "llama", "phi3", "qwen2", "gemma4", "lfm2"]
+TINY_FAMILIES = ["qwen3", "gemma3", "llama", "phi3", "qwen2", "gemma4", "lfm2", "qwen3_5"]
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -324,7 +324,7 @@ def test_reference_along_the_bundles_path_is_its_greedy_decode(
     """The reference reads the bundle's greedy continuation in one forward pass and takes it
     as its own greedy continuation for as long as its choices agree; from a parting it decodes
     from a copy of the prompt's cache. On each family's tiny checkpoint (sliding windows, a
-    convolution state, shared KV), given its own greedy tokens altered at `parting`: the same
+    convolution state, shared KV, a linear attention), given its own greedy tokens altered at `parting`: the same
     greedy tokens and logits as decoding token by token, and along the altered path the
     logits that feeding it token by token gives. Both ways back to a parting: the cache cut
     (`crop`) and a copy of the prompt's cache."""
