@@ -71,11 +71,11 @@ def quick(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def stress(session: nox.Session) -> None:
     """The stress variants of the families built by litert-torch's transformers-native exporter
-    (Gemma 4, LFM2): each variant a real export compared with transformers (about half a
+    (Gemma 4, LFM2, Qwen3.5): each variant a real export compared with transformers (about half a
     minute each, a quarter of an hour in all); the default suite skips them."""
     install_project(session, "pytest", "pytest-xdist", "accelerate")
     session.env["LITERT_KIT_NATIVE_STRESS"] = "1"
-    paths = ("plugins/litert_gemma4/tests", "plugins/litert_lfm2/tests")
+    paths = ("plugins/litert_gemma4/tests", "plugins/litert_lfm2/tests", "plugins/litert_qwen3_5/tests")
     session.run("pytest", "-n", "2", "-k", "stress_variant", "-rs", *paths, *session.posargs)
 
 

@@ -45,7 +45,7 @@ docs/performance.md), at the embedding and the LM head read together in bf16 (2.
 
 NATIVE_BASE_BYTES = 4.0 * GB
 NATIVE_BYTES_PER_PARAM = 12.5
-"""Built by litert-torch's transformers-native exporter (litert.native; Gemma 4, LFM2): it
+"""Built by litert-torch's transformers-native exporter (litert.native; Gemma 4, LFM2, Qwen3.5): it
 traces the whole transformers model in float32 and holds the traced graphs and the float
 .tflite before quantizing, so nothing streams. Measured peaks (docs/performance.md), the
 same as `litert-torch export_hf` run directly: E2B-shaped Gemma 4 at full width with 5 and 7

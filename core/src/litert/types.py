@@ -236,7 +236,8 @@ class NativeExport:
     """Build with litert-torch's transformers-native exporter instead of a classic model.
 
     For families the classic generative layers cannot express (Gemma 4's per-layer
-    embeddings and shared KV, LFM2's short convolutions): the exporter traces
+    embeddings and shared KV, LFM2's short convolutions, Qwen3.5's linear attention): the
+    exporter traces
     transformers' own modules, patched by litert-torch for export. Return one from
     `build_model`, or name one in the manifest (`PluginManifest(native=...)`); the core
     runs the exporter with the recipe and lengths always explicit, applies the shims the
