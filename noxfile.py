@@ -85,8 +85,10 @@ def bench(session: nox.Session) -> None:
     install_project(session)
     if session.posargs[:1] == ["native"]:  # the transformers-native path: litert vs export_hf (bench/native.py)
         session.run("python", "bench/native.py", *session.posargs[1:])
-        return
-    session.run("python", "bench/bench.py", *session.posargs)
+    elif session.posargs[:1] == ["qwen3_5"]:  # Qwen3.5: plain operations vs the fused op (bench/qwen3_5.py)
+        session.run("python", "bench/qwen3_5.py", *session.posargs[1:])
+    else:
+        session.run("python", "bench/bench.py", *session.posargs)
 
 
 @nox.session(python=PYTHON)

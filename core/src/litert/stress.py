@@ -364,15 +364,25 @@ class Comparison:
     max_abs_ref: float
     argmax_agree: float
     """Share of positions whose top token is the same."""
+    reference_error: float = 0.0
+    """How far transformers' own float32 logits are from its float64 ones (max |Δ|)."""
+
+    @property
+    def allowed(self) -> float:
+        """TOLERANCE relative to the largest logit — or, where transformers' own float32
+        computation is further than that from its float64 one (Qwen3.5's chunked linear
+        attention: 3.5e-5 relative on the perturbed variant), that far: a bundle cannot be
+        held closer to transformers than transformers is to itself."""
+        return max(TOLERANCE * max(1.0, self.max_abs_ref), self.reference_error)
 
     @property
     def ok(self) -> bool:
-        return self.max_abs_diff <= TOLERANCE * max(1.0, self.max_abs_ref) and self.argmax_agree == 1.0
+        return self.max_abs_diff <= self.allowed and self.argmax_agree == 1.0
 
     def describe(self) -> str:
         return (
             f"max |Δlogit| {self.max_abs_diff:.3g} (largest logit {self.max_abs_ref:.3g}, "
-            f"allowed {TOLERANCE * max(1.0, self.max_abs_ref):.3g}), top-1 agreement {self.argmax_agree:.1%}"
+            f"allowed {self.allowed:.3g}), top-1 agreement {self.argmax_agree:.1%}"
         )
 
 
@@ -396,16 +406,31 @@ def litert_torch_logits(model: Any, ids: list[int]) -> Any:
     return out["logits"][0].float()
 
 
-def reference_logits(path: Path, ids: list[int]) -> Any:
-    """transformers' logits for the checkpoint at `path` (float32, eager attention)."""
+def reference_logits(path: Path, ids: list[int], double: bool = False) -> Any:
+    """transformers' logits for the checkpoint at `path` (float32, or float64 with `double`;
+    eager attention)."""
     import torch
 
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    dtype = torch.float64 if double else torch.float32
     model = _model_class(config).from_pretrained(
-        path, dtype=torch.float32, attn_implementation="eager", trust_remote_code=False
+        path, dtype=dtype, attn_implementation="eager", trust_remote_code=False
     )
     with torch.no_grad():
-        return model(torch.tensor([ids])).logits[0].float()
+        logits = model(torch.tensor([ids])).logits[0]
+    return logits if double else logits.float()
+
+
+def _comparison(ours: Any, ref: Any, path: Path, ids: list[int]) -> Comparison:
+    """`ours` against transformers' float32 `ref`, with how far `ref` itself is from float64."""
+    if ours.shape != ref.shape:
+        raise LitertError(f"the bundle's logits have shape {tuple(ours.shape)}, transformers' {tuple(ref.shape)}")
+    return Comparison(
+        max_abs_diff=float((ours - ref).abs().max()),
+        max_abs_ref=float(ref.abs().max()),
+        argmax_agree=float((ours.argmax(-1) == ref.argmax(-1)).float().mean()),
+        reference_error=float((ref.double() - reference_logits(path, ids, double=True)).abs().max()),
+    )
 
 
 def build(plugin: str, path: Path) -> Any:
@@ -432,14 +457,7 @@ def compare(plugin: str, path: Path) -> Comparison:
     config = hf.text_config(json.loads((path / "config.json").read_text(encoding="utf-8")))
     ids = prompt_ids(int(config["vocab_size"]))
     ours = litert_torch_logits(build(plugin, path), ids)
-    ref = reference_logits(path, ids)
-    if ours.shape != ref.shape:
-        raise LitertError(f"the plugin's logits have shape {tuple(ours.shape)}, transformers' {tuple(ref.shape)}")
-    return Comparison(
-        max_abs_diff=float((ours - ref).abs().max()),
-        max_abs_ref=float(ref.abs().max()),
-        argmax_agree=float((ours.argmax(-1) == ref.argmax(-1)).float().mean()),
-    )
+    return _comparison(ours, reference_logits(path, ids), path, ids)
 
 
 def compare_native(plugin: str, path: Path, workdir: Path) -> Comparison:
@@ -482,11 +500,4 @@ def compare_native(plugin: str, path: Path, workdir: Path) -> Comparison:
 
     with BundleModel(done.path, workdir=workdir) as bundle:
         ours = torch.from_numpy(bundle.next_token_logits(ids))
-    ref = reference_logits(path, ids)
-    if ours.shape != ref.shape:
-        raise LitertError(f"the bundle's logits have shape {tuple(ours.shape)}, transformers' {tuple(ref.shape)}")
-    return Comparison(
-        max_abs_diff=float((ours - ref).abs().max()),
-        max_abs_ref=float(ref.abs().max()),
-        argmax_agree=float((ours.argmax(-1) == ref.argmax(-1)).float().mean()),
-    )
+    return _comparison(ours, reference_logits(path, ids), path, ids)

@@ -54,8 +54,21 @@ def prompt_format(claim: Claim) -> PromptFormat:
     )
 
 
+REFUSED_ROPE = ("linear", "llama3", "yarn", "longrope", "dynamic")
+"""RoPE scalings litert-torch's Qwen3.5 graph leaves out (the kit's stress variants, `nox -s
+stress`: logits off by 6-11 where transformers scales); Qwen3.5's own RoPE is plain."""
+
+
 @hookimpl
 def check_settings(claim: Claim, settings: ExportSettings) -> None:
+    params = hf.text_config(claim.checkpoint.config).get("rope_parameters") or {}
+    rope = str(params.get("rope_type") or params.get("type") or "default") if isinstance(params, dict) else "default"
+    if rope in REFUSED_ROPE:
+        raise LitertError(
+            f"Qwen3.5 with {rope} RoPE scaling cannot be exported exactly: litert-torch's Qwen3.5 graph applies "
+            "plain RoPE",
+            "convert the checkpoint without the RoPE scaling, or report it to litert-torch",
+        )
     claimed = set(NOT_YET) & set(claim.checkpoint.architectures)
     if claimed:
         raise LitertError(
