@@ -49,8 +49,7 @@ REFUSED_ROPE = ("longrope",)
 
 @hookimpl
 def check_settings(claim: Claim, settings: ExportSettings) -> None:
-    params = hf.text_config(claim.checkpoint.config).get("rope_parameters") or {}
-    rope = str(params.get("rope_type") or params.get("type") or "default") if isinstance(params, dict) else "default"
+    rope = hf.rope_type(hf.text_config(claim.checkpoint.config))  # either config vintage
     if rope in REFUSED_ROPE:
         raise LitertError(
             f"LFM2 with {rope} RoPE scaling cannot be exported: litert-torch's exporter fails to trace it",

@@ -61,8 +61,7 @@ stress`: logits off by 6-11 where transformers scales); Qwen3.5's own RoPE is pl
 
 @hookimpl
 def check_settings(claim: Claim, settings: ExportSettings) -> None:
-    params = hf.text_config(claim.checkpoint.config).get("rope_parameters") or {}
-    rope = str(params.get("rope_type") or params.get("type") or "default") if isinstance(params, dict) else "default"
+    rope = hf.rope_type(hf.text_config(claim.checkpoint.config))  # either config vintage
     if rope in REFUSED_ROPE:
         raise LitertError(
             f"Qwen3.5 with {rope} RoPE scaling cannot be exported exactly: litert-torch's Qwen3.5 graph applies "
