@@ -128,8 +128,9 @@ def _qwen3_5_shims() -> list[tuple[type, str, Callable[..., Any]]]:
       answers with it parted from transformers' at the first token on every prompt tried,
       while the plain operations' answers are transformers' whole (a 4-layer Qwen3.5 made by
       transformers, 6 raw prompts of 3–72 tokens, 16 tokens each). litert-torch's patch
-      reads `use_fused_gdn` from the export's extra keywords, which its own validation
-      refuses as unknown: the key is made known.
+      reads `use_fused_gdn` and `gdn_mode` (1: a prefill of 64 tokens or more in chunks of
+      64, rather than unrolled token by token) from the export's extra keywords, which its
+      own validation refuses as unknown: the keys are made known.
     - A conversation's start: as for LFM2, the convolution and recurrent states are emptied
       at position 0, where LiteRT-LM hands the graph the last conversation's.
     """
@@ -141,7 +142,7 @@ def _qwen3_5_shims() -> list[tuple[type, str, Callable[..., Any]]]:
 
     def post_init(self):
         known = exportable_module_config._KNOWN_EXTRA_KWARGS
-        exportable_module_config._KNOWN_EXTRA_KWARGS = frozenset(known) | {"use_fused_gdn"}
+        exportable_module_config._KNOWN_EXTRA_KWARGS = frozenset(known) | {"use_fused_gdn", "gdn_mode"}
         try:
             original_init(self)
         finally:
