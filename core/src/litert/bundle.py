@@ -32,10 +32,10 @@ class ExportedModels:
     others: tuple[tuple[Path, str], ...] = ()
     """(path, section model type), e.g. (embedder.tflite, "tf_lite_embedder")."""
     executor_metadata: Path | None = None
-    """The exporter's ExecutorMetadata proto: every state buffer (KV caches, LFM2's
-    convolution states) by name and kind. Without it LiteRT-LM guesses the caches from the
-    first input's name, and a model whose layer 0 is a convolution (every LFM2) then loses
-    its attention caches between prefill and decode."""
+    """The exporter's ExecutorMetadata proto: every state buffer (KV caches, convolution and
+    recurrent states) by name and kind, and `max_history_size: 0` where a state cannot be
+    rolled back. Carried as the exporter writes it: LiteRT-LM's executors read it instead of
+    guessing the caches from input names (0.18.1 ran LFM2 the same with or without it)."""
 
 
 @dataclasses.dataclass
