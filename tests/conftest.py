@@ -164,9 +164,9 @@ def gemma3_bundle(tmp_path_factory: pytest.TempPathFactory, session_home: Path, 
 # collection order, so a long file collected last would run alone at the end while the
 # other worker idles. (xdist's default order is by the number of tests in a file, not time.)
 SLOW_FIRST = ("test_hub.py", "test_verify.py", "test_reliability.py", "test_third_party.py", "test_batch_ray.py",
-              "test_native.py", "test_batch.py", "test_streaming.py", "test_reproducible.py",
-              "test_qwen3_end_to_end.py", "test_faults.py", "test_plugin_loading.py", "test_progress.py",
-              "test_serve.py")  # fmt: skip
+              "test_native.py", "test_lfm2.py", "test_qwen3_5.py", "test_batch.py", "test_streaming.py",
+              "test_reproducible.py", "test_qwen3_end_to_end.py", "test_faults.py", "test_plugin_loading.py",
+              "test_progress.py", "test_serve.py")  # fmt: skip
 
 
 # `nox -s quick` (pytest -m quick): the plugin contract, the model code against transformers
