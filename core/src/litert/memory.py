@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from litert.errors import LitertError
-from litert.types import Checkpoint
+from litert.types import Checkpoint, NativeExport
 from litert.weights import read_header, safetensors_files
 
 GB = 1000**3
@@ -44,15 +44,17 @@ docs/performance.md), at the embedding and the LM head read together in bf16 (2.
 
 
 NATIVE_BASE_BYTES = 4.0 * GB
-NATIVE_BYTES_PER_PARAM = 12.5
-"""Built by litert-torch's transformers-native exporter (litert.native; Gemma 4, LFM2, Qwen3.5): it
+"""With `NativeExport.bytes_per_parameter` (12.5 by default). Built by litert-torch's
+transformers-native exporter (litert.native; Gemma 4, LFM2, Qwen3.5): it
 traces the whole transformers model in float32 and holds the traced graphs and the float
 .tflite before quantizing, so nothing streams. Measured peaks (docs/performance.md), the
 same as `litert-torch export_hf` run directly: E2B-shaped Gemma 4 at full width with 5 and 7
 layers (0.93 and 1.14 B parameters, half of them embedding tables) 12.8 and 14.8 GB
 (estimates 15.7 and 18.3); Qwen3-0.6B through export_hf, whose parameters are nearly all
 layer weights, 11.3 GB (estimate 11.5). A full Gemma 4 E2B (about 5 B parameters with its
-per-layer table) needs more than 50 GB this way."""
+per-layer table) needs more than 50 GB this way. Qwen3.5 with its linear attention as plain
+operations holds more: 13.5 GB for 0.50 B parameters at prefill 128 (19 bytes a parameter
+over the 4 GB; litert-qwen3_5 declares it)."""
 
 VERIFY_BASE_BYTES = 1.5 * GB
 VERIFY_BYTES_PER_PARAM = 4.0
@@ -164,16 +166,17 @@ def model_parameters(checkpoint: Checkpoint) -> int:
 
 
 def estimate_peak_bytes(
-    checkpoint: Checkpoint, verify: bool = True, native: bool = False, quantize: str = "dynamic_int8"
+    checkpoint: Checkpoint, verify: bool = True, native: NativeExport | None = None, quantize: str = "dynamic_int8"
 ) -> int:
     """The conversion's peak: the export's, or verification's when it is larger. `native`:
-    the family is built by the transformers-native exporter (its manifest says so)."""
+    the family's manifest builds with the transformers-native exporter, holding
+    `native.bytes_per_parameter`."""
     from litert import quantizing, streaming
 
     params = model_parameters(checkpoint)
     verifying = VERIFY_BASE_BYTES + _reference_bytes(checkpoint, reference_in_memory(checkpoint)) if verify else 0
-    if native:
-        return int(max(NATIVE_BASE_BYTES + NATIVE_BYTES_PER_PARAM * params, verifying))
+    if native is not None:
+        return int(max(NATIVE_BASE_BYTES + native.bytes_per_parameter * params, verifying))
     if not streaming.enabled():
         return int(max(BASE_BYTES + BYTES_PER_PARAM * params, verifying))
     from litert.lowering import PARALLEL_FROM, usable_cores
@@ -209,7 +212,7 @@ def available_bytes() -> int | None:
 
 
 def check_memory(
-    checkpoint: Checkpoint, verify: bool = True, native: bool = False, quantize: str = "dynamic_int8"
+    checkpoint: Checkpoint, verify: bool = True, native: NativeExport | None = None, quantize: str = "dynamic_int8"
 ) -> tuple[int, int | None]:
     """Raise LitertError when the conversion would not fit; return (needed, available)."""
     needed = estimate_peak_bytes(checkpoint, verify, native, quantize)

@@ -21,7 +21,7 @@ import pluggy
 
 from litert import hookspecs
 from litert.errors import LitertError
-from litert.types import Checkpoint, Claim, PluginManifest
+from litert.types import Checkpoint, Claim, NativeExport, PluginManifest
 
 ENTRY_POINT_GROUP = "litert"
 
@@ -52,10 +52,10 @@ class PluginRecord:
         return value if isinstance(value, PluginManifest) else None
 
     @property
-    def native(self) -> bool:
-        """Its manifest builds through the transformers-native exporter (the memory estimate
-        differs: nothing streams there)."""
-        return self.manifest is not None and self.manifest.native is not None
+    def native(self) -> NativeExport | None:
+        """The transformers-native export its manifest builds with, if any (the memory
+        estimate differs: nothing streams there)."""
+        return self.manifest.native if self.manifest is not None else None
 
     def as_json(self) -> dict[str, Any]:
         return {

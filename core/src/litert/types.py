@@ -259,6 +259,11 @@ class NativeExport:
     default the exporter refuses)."""
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Any other keyword of `litert_torch.generative.export_hf.export`, passed as is."""
+    bytes_per_parameter: float = 12.5
+    """What the exporter holds per parameter while it traces and lowers (4 GB more for the
+    libraries): the pre-flight memory estimate's. 12.5 for Gemma 4 and LFM2 (measured, as
+    export_hf's own); more where the graph is larger than the model (Qwen3.5's linear
+    attention as plain operations: 19)."""
 
 
 @dataclasses.dataclass(frozen=True)
