@@ -46,9 +46,10 @@ def test_plugins_list_json_shows_qwen3_from_its_entry_point(tmp_path) -> None:
     assert qwen3["entry_point"] == "litert_qwen3"
     assert qwen3["status"] == "ok"
     assert qwen3["families"] == ["qwen3"]
-    assert qwen3["architectures"][0] == "Qwen3ForCausalLM"  # and Qwen3.5, claimed to be refused with its reason
+    assert qwen3["architectures"] == ["Qwen3ForCausalLM"]  # Qwen3.5 is litert-qwen3_5's
+    assert plugins["qwen3_5"]["architectures"][0] == "Qwen3_5ForCausalLM"
     # API 2: the plugin's own hooks; the model class and the defaults do the rest
-    hooks = (2, ["check_settings", "prompt_format"], "litert_qwen3.model:Qwen3")
+    hooks = (2, ["prompt_format"], "litert_qwen3.model:Qwen3")
     assert (qwen3["api_version"], qwen3["hooks"], qwen3["model"]) == hooks
     from importlib.metadata import version
 
